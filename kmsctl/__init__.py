@@ -1,0 +1,1 @@
+"""kmsctl: the AWS KMS model on one machine."""

@@ -1,0 +1,3 @@
+from kmsctl.cli import main
+
+main()

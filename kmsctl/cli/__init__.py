@@ -1,0 +1,187 @@
+"""The command line: the root group, lazy command loading and the one error boundary.
+
+Start-up cost is a feature: this module imports click and nothing heavy.
+Commands live in small modules loaded only when named (``COMMANDS``), and they
+import the service, cryptography and rich only inside their bodies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from kmsctl.cli.app import App
+
+# name -> "module:attribute", in the order --help lists them
+COMMANDS: dict[str, str] = {
+    "init": "kmsctl.cli.keyring_cmds:init",
+    "unlock": "kmsctl.cli.keyring_cmds:unlock",
+    "lock": "kmsctl.cli.keyring_cmds:lock",
+    "passwd": "kmsctl.cli.keyring_cmds:passwd",
+    "status": "kmsctl.cli.keyring_cmds:status",
+    "create": "kmsctl.cli.keys:create",
+    "describe": "kmsctl.cli.keys:describe",
+    "list": "kmsctl.cli.keys:list_",
+    "enable": "kmsctl.cli.keys:enable",
+    "disable": "kmsctl.cli.keys:disable",
+    "update-description": "kmsctl.cli.keys:update_description",
+    "schedule-delete": "kmsctl.cli.keys:schedule_delete",
+    "cancel-delete": "kmsctl.cli.keys:cancel_delete",
+    "alias": "kmsctl.cli.aliases:alias",
+    "tag": "kmsctl.cli.aliases:tag",
+    "encrypt": "kmsctl.cli.crypto:encrypt",
+    "decrypt": "kmsctl.cli.crypto:decrypt",
+    "re-encrypt": "kmsctl.cli.crypto:re_encrypt",
+    "data-key": "kmsctl.cli.crypto:data_key",
+    "random": "kmsctl.cli.crypto:random",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        import importlib
+
+        module, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kmsctl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"kmsctl {_version()}")
+        ctx.exit(0)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--home", envvar="KMSCTL_HOME", type=click.Path(file_okay=False), help="Keyring folder [env KMSCTL_HOME]."
+)
+@click.option(
+    "-o",
+    "--output",
+    envvar="KMSCTL_OUTPUT",
+    type=click.Choice(["auto", "table", "json", "text"]),
+    default="auto",
+    show_default=True,
+    help="Result format: auto is a table on a terminal, text otherwise [env KMSCTL_OUTPUT].",
+)
+@click.option("--no-color", is_flag=True, help="Plain output even on a terminal [env NO_COLOR].")
+@click.option("-q", "--quiet", is_flag=True, help="No informational messages on stderr.")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Read the keyring passphrase from this file [env KMSCTL_PASSPHRASE_FILE].",
+)
+@click.option(
+    "--debug", is_flag=True, envvar="KMSCTL_DEBUG", help="Tracebacks for unexpected errors [env KMSCTL_DEBUG]."
+)
+@click.option(
+    "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    home: str | None,
+    output: str,
+    no_color: bool,
+    quiet: bool,
+    passphrase_file: str | None,
+    debug: bool,
+) -> None:
+    """kmsctl: AWS KMS keys, operations and semantics on one machine.
+
+    Keys live in an encrypted keyring in --home. Plaintext and ciphertext come
+    from INPUT (a file, or - for stdin) and never from the command line.
+
+    \b
+    Quick start:
+      kmsctl init                       # asks for a passphrase
+      eval "$(kmsctl unlock --shell)"   # a session for this shell
+      kmsctl create --alias alias/app
+      printf secret | kmsctl encrypt -k alias/app | kmsctl decrypt
+
+    \b
+    Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
+    4 key state forbids it, 5 locked or wrong passphrase, 6 ciphertext rejected,
+    7 conflict or limit, 8 integrity check failed, 70 internal error, 130 interrupted.
+    """
+    ctx.obj = App.from_options(
+        home=home,
+        output=output,
+        no_color=no_color or bool(os.environ.get("NO_COLOR")),
+        quiet=quiet,
+        passphrase_file=passphrase_file,
+        debug=debug,
+    )
+
+
+def _fail(code: str, message: str, exit_code: int) -> int:
+    message = " ".join(str(message).split())  # one line, whatever the message held
+    try:
+        sys.stderr.write(f"kmsctl: {code}: {message}\n")
+        sys.stderr.flush()
+    except (BrokenPipeError, OSError):
+        pass
+    return exit_code
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code; the single error boundary."""
+    from kmsctl.errors import KMSError
+
+    debug = bool(os.environ.get("KMSCTL_DEBUG")) or "--debug" in (args if args is not None else sys.argv[1:])
+    try:
+        # make_context + invoke rather than cli.main: main() turns EPIPE into
+        # exit 1, and 1 means only "does not verify" here
+        with cli.make_context("kmsctl", list(sys.argv[1:] if args is None else args)) as ctx:
+            cli.invoke(ctx)
+        sys.stdout.flush()
+        return 0
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except KMSError as exc:
+        message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+        return _fail(exc.code, message, exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
+        return 2
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "kmsctl"
+        return _fail("UsageError", f"{exc.format_message()} (see '{where} --help')", 2)
+    except click.ClickException as exc:
+        return _fail("UsageError", exc.format_message(), 2)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        return _fail("Interrupted", "interrupted", 130)
+    except BrokenPipeError:
+        # the reader went away (| head): end quietly, and keep Python from
+        # complaining again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # the one place an unexpected error becomes exit 70
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return _fail("InternalError", f"{type(exc).__name__}: {exc} (rerun with --debug for a traceback)", 70)
+
+
+def main() -> None:
+    sys.exit(run())

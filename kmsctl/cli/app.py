@@ -1,0 +1,105 @@
+"""The per-invocation environment commands use: options, streams, terminal
+detection, the clock, and the (lazily opened) KMS client. Tests replace parts
+of it rather than patching globals."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:
+    from kmsctl.keyring.keyring import Keyring
+    from kmsctl.keyring.unlock import UnlockSources
+    from kmsctl.service import LocalKMS
+
+
+def default_home(env: Mapping[str, str]) -> str:
+    import platformdirs
+
+    return str(platformdirs.user_config_dir("kmsctl"))
+
+
+class App:
+    def __init__(
+        self,
+        home: str,
+        output: str = "auto",
+        no_color: bool = False,
+        quiet: bool = False,
+        passphrase_file: str | None = None,
+        debug: bool = False,
+        env: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        prompt: Callable[[str], str] | None = None,
+    ) -> None:
+        self.home = home
+        self.output = output
+        self.no_color = no_color
+        self.quiet = quiet
+        self.passphrase_file = passphrase_file
+        self.debug = debug
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.clock = clock
+        self.prompt = prompt
+        self._keyring: Keyring | None = None
+        self._kms: LocalKMS | None = None
+
+    @classmethod
+    def from_options(cls, *, home: str | None, **kwargs: Any) -> App:
+        return cls(home=os.path.abspath(home) if home else default_home(os.environ), **kwargs)
+
+    # ----- streams -----
+    @property
+    def stdout(self) -> BinaryIO:
+        return sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout  # type: ignore[return-value]
+
+    def stdout_is_tty(self) -> bool:
+        try:
+            return sys.stdout.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def mode(self) -> str:
+        """The effective -o: auto becomes table on a terminal, text otherwise."""
+        if self.output == "auto":
+            return "table" if self.stdout_is_tty() else "text"
+        return self.output
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            sys.stderr.write(message + "\n")
+
+    def write(self, data: bytes) -> None:
+        self.stdout.write(data)
+        self.stdout.flush()
+
+    def write_text(self, text: str) -> None:
+        self.write(text.encode())
+
+    # ----- keyring and client -----
+    def sources(self) -> UnlockSources:
+        from kmsctl.keyring.unlock import UnlockSources, terminal_prompt
+
+        return UnlockSources(env=self.env, passphrase_file=self.passphrase_file, prompt=self.prompt or terminal_prompt)
+
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            from kmsctl.keyring.keyring import Keyring
+
+            self._keyring = Keyring(self.home)
+        return self._keyring
+
+    def kms(self, *, unlock: bool = True) -> LocalKMS:
+        """The KMS client, with the keyring unlocked (cli.md section 6)."""
+        if self._kms is None:
+            from kmsctl.keyring.unlock import unlock as do_unlock
+            from kmsctl.service import LocalKMS
+
+            keyring = self.keyring()
+            if unlock and not keyring.unlocked:
+                do_unlock(keyring, self.sources(), self.clock())
+            self._kms = LocalKMS(keyring, clock=self.clock)
+        return self._kms

@@ -1,0 +1,181 @@
+"""Cryptographic commands: encrypt, decrypt, re-encrypt, data-key, random.
+
+Binary results go raw to a file or pipe and as base64 to a terminal (or
+anywhere with --base64); -o json prints AWS's response shape instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from kmsctl import model
+from kmsctl.cli.app import App
+from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.render import emit
+
+F = TypeVar("F", bound=Callable[..., Any])
+BLOB_READ_MAX = 16384  # a 6144-byte blob as base64 text, with room for line breaks
+
+input_argument = click.argument(
+    "input_path", metavar="[INPUT]", default="-", type=click.Path(dir_okay=False, allow_dash=True)
+)
+key_option = click.option(
+    "-k", "--key", "key", required=True, metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN."
+)
+context_option = click.option(
+    "-c",
+    "--context",
+    "context",
+    multiple=True,
+    metavar="K=V",
+    help="Encryption context pair; repeat for more. Decrypt needs the same set.",
+)
+base64_option = click.option("--base64", "b64", is_flag=True, help="Write base64 text even to a file or pipe.")
+
+
+def _blob_marker() -> int:
+    from kmsctl.crypto.blob import MARKER
+
+    return MARKER
+
+
+def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+    if app.output == "json":
+        emit(app, out, columns=[], rows=[])
+    else:
+        write_binary(app, out[field], b64)
+
+
+def _ctx(pairs: tuple[str, ...], option: str = "--context") -> dict[str, str] | None:
+    return parse_pairs(pairs, option) if pairs else None
+
+
+@click.command()
+@key_option
+@context_option
+@click.option("--algorithm", metavar="A", help="Encryption algorithm; default SYMMETRIC_DEFAULT.")
+@base64_option
+@input_argument
+@click.pass_obj
+def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None, b64: bool, input_path: str) -> None:
+    """Encrypt up to 4096 bytes from INPUT (Encrypt).
+
+    \b
+    printf %s "$DB_PASSWORD" | kmsctl encrypt -k alias/app -c app=web > pw.enc
+    C=$(kmsctl encrypt -k alias/app --base64 < secret.txt)
+    """
+    args: dict[str, Any] = {"KeyId": key, "Plaintext": read_input(input_path, model.PLAINTEXT_MAX, "plaintext")}
+    if context:
+        args["EncryptionContext"] = _ctx(context)
+    if algorithm:
+        args["EncryptionAlgorithm"] = algorithm
+    _respond(app, app.kms().encrypt(**args), "CiphertextBlob", b64)
+
+
+@click.command()
+@click.option("-k", "--key", "key", metavar="KEY", help="Fail unless the ciphertext is under this key.")
+@context_option
+@click.option("--algorithm", metavar="A", help="Encryption algorithm; default SYMMETRIC_DEFAULT.")
+@base64_option
+@input_argument
+@click.pass_obj
+def decrypt(
+    app: App, key: str | None, context: tuple[str, ...], algorithm: str | None, b64: bool, input_path: str
+) -> None:
+    """Decrypt a ciphertext blob, raw or base64, from INPUT (Decrypt).
+
+    The blob names its key; -k only checks it. The plaintext is written as is.
+    """
+    data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
+    args: dict[str, Any] = {"CiphertextBlob": data}
+    if key:
+        args["KeyId"] = key
+    if context:
+        args["EncryptionContext"] = _ctx(context)
+    if algorithm:
+        args["EncryptionAlgorithm"] = algorithm
+    out = app.kms().decrypt(**args)
+    if app.output == "json":
+        emit(app, out, columns=[], rows=[])
+    elif b64:
+        write_binary(app, out["Plaintext"], True)
+    else:
+        app.write(out["Plaintext"])
+
+
+@click.command("re-encrypt")
+@click.option("-k", "--key", "key", required=True, metavar="DEST_KEY", help="The key to encrypt under now.")
+@click.option("--source-key", metavar="KEY", help="Fail unless the ciphertext is under this key.")
+@click.option("--source-context", multiple=True, metavar="K=V", help="The ciphertext's encryption context.")
+@context_option
+@base64_option
+@input_argument
+@click.pass_obj
+def re_encrypt(
+    app: App,
+    key: str,
+    source_key: str | None,
+    source_context: tuple[str, ...],
+    context: tuple[str, ...],
+    b64: bool,
+    input_path: str,
+) -> None:
+    """Decrypt INPUT and encrypt it again under DEST_KEY, without the plaintext
+    ever leaving kmsctl (ReEncrypt). -c sets the new encryption context."""
+    data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
+    args: dict[str, Any] = {"CiphertextBlob": data, "DestinationKeyId": key}
+    if source_key:
+        args["SourceKeyId"] = source_key
+    if source_context:
+        args["SourceEncryptionContext"] = _ctx(source_context, "--source-context")
+    if context:
+        args["DestinationEncryptionContext"] = _ctx(context)
+    _respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
+
+
+@click.command("data-key")
+@key_option
+@click.option(
+    "--spec", type=click.Choice(list(model.DATA_KEY_SPECS), case_sensitive=False), help="AES_256 (default) or AES_128."
+)
+@click.option("--bytes", "nbytes", type=int, metavar="N", help="A data key of N bytes (1-1024) instead of --spec.")
+@context_option
+@click.option("--no-plaintext", is_flag=True, help="Only the encrypted copy (GenerateDataKeyWithoutPlaintext).")
+@click.pass_obj
+def data_key(
+    app: App, key: str, spec: str | None, nbytes: int | None, context: tuple[str, ...], no_plaintext: bool
+) -> None:
+    """Make a data key: random bytes, and a copy encrypted under KEY (GenerateDataKey).
+
+    Text columns: CiphertextBlob Plaintext KeyId (blobs in base64; no
+    Plaintext column with --no-plaintext).
+    """
+    if spec and nbytes is not None:
+        raise click.UsageError("give --spec or --bytes, not both")
+    args: dict[str, Any] = {"KeyId": key}
+    if nbytes is not None:
+        args["NumberOfBytes"] = nbytes
+    else:
+        args["KeySpec"] = (spec or "AES_256").upper()
+    if context:
+        args["EncryptionContext"] = _ctx(context)
+    kms = app.kms()
+    out = kms.generate_data_key_without_plaintext(**args) if no_plaintext else kms.generate_data_key(**args)
+    columns = ["CiphertextBlob", "KeyId"] if no_plaintext else ["CiphertextBlob", "Plaintext", "KeyId"]
+    emit(app, out, columns=columns, rows=[[out[c] for c in columns]], vertical=True)
+
+
+@click.command()
+@click.option("--bytes", "nbytes", type=int, default=32, show_default=True, metavar="N", help="How many bytes, 1-1024.")
+@base64_option
+@click.pass_obj
+def random(app: App, nbytes: int, b64: bool) -> None:
+    """Random bytes from the operating system's generator (GenerateRandom).
+
+    \b
+    kmsctl random --bytes 32 --base64
+    """
+    _respond(app, app.kms(unlock=False).generate_random(NumberOfBytes=nbytes), "Plaintext", b64)

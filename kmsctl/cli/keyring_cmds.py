@@ -1,0 +1,200 @@
+"""Keyring commands: init, unlock, lock, passwd, status."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from kmsctl import model
+from kmsctl.cli.app import App
+from kmsctl.cli.io import parse_duration
+from kmsctl.errors import AccessDeniedException
+from kmsctl.render import emit
+
+TTL_DEFAULT = "1h"
+TTL_MAX_S = 30 * 86400
+_REGION = re.compile(r"^([a-z]+-){2,3}\d+$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+
+
+def _check(pattern: re.Pattern[str], what: str) -> Any:
+    def callback(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+        if not pattern.match(value):
+            raise click.BadParameter(f"{value!r} is not {what}")
+        return value
+
+    return callback
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+@click.command()
+@click.option(
+    "--passphrase-file", "pass_file", type=click.Path(dir_okay=False), help="Read the new passphrase from this file."
+)
+@click.option("--no-passphrase", is_flag=True, help="Create an UNPROTECTED keyring (the files alone open it).")
+@click.option(
+    "--region",
+    default=model.DEFAULT_REGION,
+    show_default=True,
+    callback=_check(_REGION, "a region like us-east-1"),
+    help="Region written into this keyring's ARNs.",
+)
+@click.option(
+    "--account",
+    default=model.DEFAULT_ACCOUNT,
+    show_default=True,
+    callback=_check(_ACCOUNT, "a 12-digit account ID"),
+    help="Account ID written into this keyring's ARNs.",
+)
+@click.pass_obj
+def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, account: str) -> None:
+    """Create a keyring in --home, protected by a passphrase.
+
+    The passphrase comes from --passphrase-file, KMSCTL_PASSPHRASE_FILE,
+    KMSCTL_PASSPHRASE, or is asked twice on the terminal. Text output: the
+    keyring folder.
+    """
+    from kmsctl.keyring import keyring as kr
+
+    if no_passphrase and (pass_file or app.passphrase_file):
+        raise click.UsageError("--no-passphrase and --passphrase-file exclude each other")
+    passphrase: bytes | None = None
+    if not no_passphrase:
+        sources = app.sources()
+        if pass_file:
+            sources.passphrase_file = pass_file
+        passphrase = sources.passphrase() if sources.has_passphrase_source() else sources.new_passphrase(None)
+    kr.create(app.home, passphrase, region=region, account=account, created=_iso(app.clock()))
+    app.info(f"kmsctl: created keyring in {app.home}" + ("" if passphrase else " (UNPROTECTED: no passphrase)"))
+    emit(
+        app,
+        {"Home": app.home, "Region": region, "AWSAccountId": account, "Protected": passphrase is not None},
+        columns=["Home", "Region", "AWSAccountId", "Protected"],
+        rows=[[app.home, region, account, passphrase is not None]],
+        vertical=True,
+    )
+
+
+@click.command()
+@click.option("--ttl", default=TTL_DEFAULT, show_default=True, help="Session lifetime: 90s, 15m, 8h, 7d (at most 30d).")
+@click.option(
+    "--passphrase-file", "pass_file", type=click.Path(dir_okay=False), help="Read the passphrase from this file."
+)
+@click.option("--shell", is_flag=True, help="Print 'export KMSCTL_SESSION=...' for eval.")
+@click.pass_obj
+def unlock(app: App, ttl: str, pass_file: str | None, shell: bool) -> None:
+    """Start a session: later commands with KMSCTL_SESSION set skip the passphrase.
+
+    \b
+    eval "$(kmsctl unlock --shell)"          # this shell, for an hour
+    export KMSCTL_SESSION=$(kmsctl unlock)   # the same, by hand
+
+    The token is useless without this keyring's files, and 'kmsctl lock' ends
+    every session. The passphrase itself is always required here: a session
+    cannot extend itself. Text output: the token.
+    """
+    seconds = parse_duration(ttl)
+    if seconds > TTL_MAX_S:
+        raise click.BadParameter("a session lasts at most 30d", param_hint="--ttl")
+    keyring = app.keyring()
+    if keyring.protected:
+        sources = app.sources()
+        if pass_file:
+            sources.passphrase_file = pass_file
+        keyring.unlock_with_passphrase(sources.passphrase())
+    else:
+        keyring.unlock_unprotected()
+    token, expires = keyring.new_session(app.clock(), seconds)
+    app.info(f"kmsctl: unlocked until {_iso(expires)}")
+    if shell:
+        app.write_text(f"export KMSCTL_SESSION={token}\n")
+        return
+    emit(
+        app,
+        {"SessionToken": token, "Expires": datetime.fromtimestamp(expires, UTC)},
+        columns=["SessionToken", "Expires"],
+        rows=[[token, _iso(expires)]],
+        vertical=True,
+    )
+
+
+@click.command()
+@click.pass_obj
+def lock(app: App) -> None:
+    """End every session of this keyring at once (no passphrase needed)."""
+    ended = app.keyring().end_sessions()
+    app.info(f"kmsctl: locked; {ended} session(s) ended")
+
+
+@click.command()
+@click.option(
+    "--passphrase-file", "old_file", type=click.Path(dir_okay=False), help="Read the current passphrase from this file."
+)
+@click.option(
+    "--new-passphrase-file", "new_file", type=click.Path(dir_okay=False), help="Read the new passphrase from this file."
+)
+@click.pass_obj
+def passwd(app: App, old_file: str | None, new_file: str | None) -> None:
+    """Change the keyring passphrase. Every session ends; keys are untouched.
+
+    The current passphrase is required (a session is not enough); the new one
+    comes from --new-passphrase-file or is asked twice on the terminal.
+    """
+    keyring = app.keyring()
+    sources = app.sources()
+    if keyring.protected:
+        if old_file:
+            sources.passphrase_file = old_file
+        keyring.unlock_with_passphrase(sources.passphrase("Current passphrase: "))
+    else:
+        keyring.unlock_unprotected()
+    keyring.change_passphrase(sources.new_passphrase(new_file))
+    app.info("kmsctl: passphrase changed; every session has ended")
+
+
+@click.command()
+@click.pass_obj
+def status(app: App) -> None:
+    """Where the keyring is, whether it is locked, what it holds.
+
+    Needs no passphrase. Text output, one line: home, format version,
+    protected, lock state, session expiry, key count, alias count.
+    """
+    keyring = app.keyring()
+    now = app.clock()
+    state, expires = "locked", None
+    if not keyring.protected:
+        state = "unprotected"
+        app.info("kmsctl: WARNING: this keyring has NO passphrase; anyone who can read its files can use its keys")
+    elif app.env.get("KMSCTL_SESSION"):
+        try:
+            keyring.unlock_with_session(app.env["KMSCTL_SESSION"], now)
+            state, expires = "unlocked", keyring.session_expires(app.env["KMSCTL_SESSION"])
+        except AccessDeniedException as exc:
+            state = f"locked ({exc.message})"
+    db = keyring.db
+    by_state = dict(db.query("SELECT key_state, count(*) FROM keys GROUP BY key_state"))
+    keys = sum(by_state.values())
+    aliases = db.query("SELECT count(*) FROM aliases")[0][0]
+    version = int(db.meta("schema_version") or b"0")
+    payload = {
+        "Home": app.home,
+        "FormatVersion": version,
+        "Protected": keyring.protected,
+        "State": state,
+        "SessionExpires": datetime.fromtimestamp(expires, UTC) if expires else None,
+        "Keys": keys,
+        "KeysByState": by_state,
+        "Aliases": aliases,
+        "ActiveSessions": keyring.count_sessions(now),
+        "Region": keyring.region,
+        "AWSAccountId": keyring.account,
+    }
+    columns = ["Home", "FormatVersion", "Protected", "State", "SessionExpires", "Keys", "Aliases"]
+    emit(app, payload, columns=columns, rows=[[payload[c] for c in columns]], vertical=True)

@@ -1,0 +1,227 @@
+"""Key lifecycle commands: create, describe, list, enable, disable,
+update-description, schedule-delete, cancel-delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kmsctl import model
+from kmsctl.cli.app import App
+from kmsctl.cli.io import key_id_for_management, parse_pairs
+from kmsctl.render import emit
+
+KEY_COLUMNS = ["KeyId", "Arn", "KeyState", "KeySpec", "KeyUsage", "CreationDate", "DeletionDate", "Description"]
+LIST_COLUMNS = ["KeyId", "KeyState", "KeySpec", "KeyUsage", "Aliases", "Description"]
+
+key_argument = click.argument("key", metavar="KEY")
+
+
+def _upper(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def show_key(app: App, metadata: dict[str, Any]) -> None:
+    emit(
+        app,
+        {"KeyMetadata": metadata},
+        columns=KEY_COLUMNS,
+        rows=[[metadata.get(c) for c in KEY_COLUMNS]],
+        vertical=True,
+    )
+
+
+@click.command()
+@click.option(
+    "--key-spec",
+    default="SYMMETRIC_DEFAULT",
+    show_default=True,
+    callback=_upper,
+    type=click.Choice(model.KEY_SPECS, case_sensitive=False),
+    help="What kind of key.",
+)
+@click.option(
+    "--key-usage",
+    callback=_upper,
+    type=click.Choice(model.KEY_USAGES, case_sensitive=False),
+    help="What it is for; needed only where the spec allows more than one usage.",
+)
+@click.option("--description", default="", help="Free text, up to 8192 characters.")
+@click.option("--alias", "alias_name", metavar="alias/NAME", help="Also create this alias, in the same transaction.")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag; repeat for more.")
+@click.option(
+    "--origin",
+    default="AWS_KMS",
+    show_default=True,
+    callback=_upper,
+    type=click.Choice(["AWS_KMS", "EXTERNAL"], case_sensitive=False),
+    help="EXTERNAL: key material to be imported.",
+)
+@click.pass_obj
+def create(
+    app: App,
+    key_spec: str,
+    key_usage: str | None,
+    description: str,
+    alias_name: str | None,
+    tags: tuple[str, ...],
+    origin: str,
+) -> None:
+    """Create a KMS key (CreateKey).
+
+    Text output: the new key ID, so that KEY=$(kmsctl -o text create) works.
+    """
+    usages = model.SPEC_USAGES[key_spec]
+    if key_usage is None and len(usages) == 1:
+        key_usage = next(iter(usages))
+    args: dict[str, Any] = {"KeySpec": key_spec, "Description": description, "Origin": origin}
+    if key_usage:
+        args["KeyUsage"] = key_usage
+    if tags:
+        args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in parse_pairs(tags, "--tag").items()]
+    kms = app.kms()
+    with kms.transaction():  # the key and its alias land together or not at all
+        metadata = kms.create_key(**args)["KeyMetadata"]
+        if alias_name:
+            kms.create_alias(AliasName=alias_name, TargetKeyId=metadata["KeyId"])
+    if app.mode() == "text":
+        app.write_text(metadata["KeyId"] + "\n")
+    else:
+        show_key(app, metadata)
+
+
+@click.command()
+@key_argument
+@click.pass_obj
+def describe(app: App, key: str) -> None:
+    """Show a key's metadata (DescribeKey).
+
+    Text columns: KeyId Arn KeyState KeySpec KeyUsage CreationDate DeletionDate Description.
+    """
+    show_key(app, app.kms().describe_key(KeyId=key)["KeyMetadata"])
+
+
+@click.command("list")
+@click.option(
+    "--state",
+    callback=_upper,
+    type=click.Choice([s.upper() for s in model.KEY_STATES], case_sensitive=False),
+    help="Only keys in this state.",
+)
+@click.option(
+    "--key-spec",
+    callback=_upper,
+    type=click.Choice(model.KEY_SPECS, case_sensitive=False),
+    help="Only keys of this spec.",
+)
+@click.option("--tag", "tag", metavar="K=V", help="Only keys with this tag.")
+@click.option("--alias-prefix", metavar="P", help="Only keys with an alias starting with P (e.g. alias/prod-).")
+@click.option("--limit", type=int, help="At most N keys (1-1000, default 100).")
+@click.option("--marker", metavar="M", help="Continue from the NextMarker of an earlier page.")
+@click.pass_obj
+def list_(
+    app: App,
+    state: str | None,
+    key_spec: str | None,
+    tag: str | None,
+    alias_prefix: str | None,
+    limit: int | None,
+    marker: str | None,
+) -> None:
+    """List keys (ListKeys), with their state, spec, usage and aliases.
+
+    Text columns: KeyId KeyState KeySpec KeyUsage Aliases(comma-separated) Description.
+    When more keys remain, stderr says which --marker continues.
+    """
+    kms = app.kms()
+    args: dict[str, Any] = {}
+    if state:
+        args["FilterKeyState"] = {s.upper(): s for s in model.KEY_STATES}[state]
+    if key_spec:
+        args["FilterKeySpec"] = key_spec
+    if tag:
+        ((k, v),) = parse_pairs((tag,), "--tag").items()
+        args["FilterTag"] = {"TagKey": k, "TagValue": v}
+    if alias_prefix:
+        args["FilterAliasPrefix"] = alias_prefix
+    if limit is not None:
+        args["Limit"] = limit
+    if marker:
+        args["Marker"] = marker
+    with kms.snapshot():
+        page = kms.list_keys(**args)
+        entries = []
+        for item in page["Keys"]:
+            md = kms.describe_key(KeyId=item["KeyId"])["KeyMetadata"]
+            aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=item["KeyId"], Limit=100)["Aliases"]]
+            entries.append({**item, **{c: md.get(c) for c in KEY_COLUMNS[2:]}, "Aliases": aliases})
+    payload: dict[str, Any] = {"Keys": entries, "Truncated": page["Truncated"]}
+    if page.get("NextMarker"):
+        payload["NextMarker"] = page["NextMarker"]
+        if app.mode() != "json":
+            app.info(f"kmsctl: more keys follow: --marker {page['NextMarker']}")
+    emit(app, payload, columns=LIST_COLUMNS, rows=[[e.get(c) for c in LIST_COLUMNS] for e in entries])
+
+
+@click.command()
+@key_argument
+@click.pass_obj
+def enable(app: App, key: str) -> None:
+    """Enable a disabled key (EnableKey)."""
+    app.kms().enable_key(KeyId=key_id_for_management(app, key))
+    app.info(f"kmsctl: enabled {key}")
+
+
+@click.command()
+@key_argument
+@click.pass_obj
+def disable(app: App, key: str) -> None:
+    """Disable a key: every cryptographic use fails until it is enabled (DisableKey)."""
+    app.kms().disable_key(KeyId=key_id_for_management(app, key))
+    app.info(f"kmsctl: disabled {key}")
+
+
+@click.command("update-description")
+@key_argument
+@click.argument("text")
+@click.pass_obj
+def update_description(app: App, key: str, text: str) -> None:
+    """Replace a key's description (UpdateKeyDescription)."""
+    app.kms().update_key_description(KeyId=key_id_for_management(app, key), Description=text)
+
+
+@click.command("schedule-delete")
+@key_argument
+@click.option(
+    "--days",
+    type=int,
+    default=model.PENDING_WINDOW_DEFAULT,
+    show_default=True,
+    help="Waiting period, 7 to 30 days; cancel-delete works until then.",
+)
+@click.pass_obj
+def schedule_delete(app: App, key: str, days: int) -> None:
+    """Schedule a key's deletion (ScheduleKeyDeletion).
+
+    The key is unusable at once and destroyed, with its aliases and material,
+    when the window ends. Text columns: KeyId DeletionDate.
+    """
+    out = app.kms().schedule_key_deletion(KeyId=key_id_for_management(app, key), PendingWindowInDays=days)
+    app.info(f"kmsctl: {key} will be deleted on {out['DeletionDate'].isoformat()}; 'kmsctl cancel-delete' until then")
+    emit(
+        app,
+        out,
+        columns=["KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"],
+        rows=[[out["KeyId"].rsplit("/", 1)[-1], out["DeletionDate"], out["KeyState"], out["PendingWindowInDays"]]],
+    )
+
+
+@click.command("cancel-delete")
+@key_argument
+@click.pass_obj
+def cancel_delete(app: App, key: str) -> None:
+    """Cancel a scheduled deletion; the key comes back Disabled (CancelKeyDeletion)."""
+    out = app.kms().cancel_key_deletion(KeyId=key_id_for_management(app, key))
+    app.info(f"kmsctl: deletion cancelled; {key} is Disabled ('kmsctl enable' to use it)")
+    emit(app, out, columns=["KeyId"], rows=[[out["KeyId"].rsplit("/", 1)[-1]]])

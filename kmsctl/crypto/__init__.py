@@ -1,0 +1,1 @@
+"""Primitives (``primitives``, the only hazmat importer) and kmsctl's binary formats."""

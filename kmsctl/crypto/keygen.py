@@ -1,0 +1,13 @@
+"""New key material for each key spec, as the bytes kmsctl seals into the keyring."""
+
+from __future__ import annotations
+
+from kmsctl.crypto.primitives import random_bytes
+
+SYMMETRIC_KEY_SIZE = 32  # AES-256
+
+
+def generate(spec: str) -> bytes:
+    if spec == "SYMMETRIC_DEFAULT":
+        return random_bytes(SYMMETRIC_KEY_SIZE)
+    raise ValueError(f"no key generator for {spec}")

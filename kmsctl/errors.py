@@ -1,0 +1,157 @@
+"""AWS-named exceptions and the one table that maps them to exit codes and HTTP statuses.
+
+Every error kmsctl raises on purpose is a ``KMSError``; the CLI's single error
+boundary turns it into ``kmsctl: <Name>: <message>`` and the exit code below
+(``shared/docs/cli.md`` section 5). The server (later) uses ``http_status``.
+"""
+
+from __future__ import annotations
+
+
+class KMSError(Exception):
+    """Base of every expected error. ``code`` is the AWS error name."""
+
+    exit_code = 70
+    http_status = 400
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# 1: a negative verdict
+class KMSInvalidSignatureException(KMSError):
+    exit_code = 1
+
+
+class KMSInvalidMacException(KMSError):
+    exit_code = 1
+
+
+# 2: bad usage or invalid input
+class ValidationException(KMSError):
+    exit_code = 2
+
+
+class InvalidAliasNameException(KMSError):
+    exit_code = 2
+
+
+class InvalidArnException(KMSError):
+    exit_code = 2
+
+
+class InvalidMarkerException(KMSError):
+    exit_code = 2
+
+
+class MalformedPolicyDocumentException(KMSError):
+    exit_code = 2
+
+
+class TagException(KMSError):
+    exit_code = 2
+
+
+class InvalidKeyUsageException(KMSError):
+    exit_code = 2
+
+
+class UsageError(KMSError):
+    exit_code = 2
+
+
+# 3: not found
+class NotFoundException(KMSError):
+    exit_code = 3
+    http_status = 404
+
+
+# 4: the key's state forbids it
+class DisabledException(KMSError):
+    exit_code = 4
+    http_status = 409
+
+
+class KMSInvalidStateException(KMSError):
+    exit_code = 4
+    http_status = 409
+
+
+class UnsupportedOperationException(KMSError):
+    exit_code = 4
+
+
+# 5: locked, wrong passphrase, expired session, access denied
+class AccessDeniedException(KMSError):
+    exit_code = 5
+
+
+class InvalidGrantTokenException(KMSError):
+    exit_code = 5
+
+
+# 6: ciphertext rejected
+class InvalidCiphertextException(KMSError):
+    exit_code = 6
+
+
+class IncorrectKeyException(KMSError):
+    exit_code = 6
+
+
+# 7: conflict or limit
+class AlreadyExistsException(KMSError):
+    exit_code = 7
+    http_status = 409
+
+
+class LimitExceededException(KMSError):
+    exit_code = 7
+
+
+class ConflictException(KMSError):
+    exit_code = 7
+    http_status = 409
+
+
+# 8: integrity of the keyring or a sealed file
+class IntegrityError(KMSError):
+    exit_code = 8
+    http_status = 500
+
+
+# not reachable from the CLI (it never sends DryRun), kept for boto3 fidelity
+class DryRunOperationException(KMSError):
+    exit_code = 0
+    http_status = 412
+
+
+class KMSInternalException(KMSError):
+    exit_code = 70
+    http_status = 500
+
+
+def validation_error(value: object, field: str, constraint: str) -> KMSError:
+    """AWS's wording: ``1 validation error detected: Value 'x' at 'f' failed ...``."""
+    return ValidationException(
+        f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
+    )
+
+
+def by_name(name: str) -> type[KMSError]:
+    """The exception class for an AWS error name (``NotFoundException``)."""
+    obj = globals().get(name)
+    if isinstance(obj, type) and issubclass(obj, KMSError):
+        return obj
+    return KMSInternalException

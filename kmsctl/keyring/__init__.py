@@ -1,0 +1,1 @@
+"""Keyring storage (``store``), the opened keyring (``keyring``) and unlock sources (``unlock``)."""

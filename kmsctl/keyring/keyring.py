@@ -1,0 +1,295 @@
+"""An opened keyring: the header, unlocking, sessions and sealed records.
+
+The master key (MK) is 32 random bytes made at ``init``. It is stored only
+wrapped: by AES-256-GCM under Argon2id(passphrase) in the header, and once per
+live session under that session's random secret, which only the session token
+holds. From MK come, by HKDF-Expand, the record MAC key and the material
+wrapping key. docs/FORMAT.md section 2 has the details.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+from kmsctl.crypto import primitives as P
+from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
+from kmsctl.keyring.store import DB_NAME, Database, create_database, dumps
+
+FORMAT = "kmsctl-keyring"
+FORMAT_VERSION = 1
+SESSION_PREFIX = "kmsctl_s1_"
+# RFC 9106 section 4, second recommended option: t=3, p=4, m=64 MiB
+DEFAULT_KDF = {"iterations": 3, "memory_kib": 65536, "lanes": 4}
+_UNPROTECTED_KEK = bytes(32)
+
+_AAD_MK = b"kmsctl master key v1\x00"
+_AAD_SESSION = b"kmsctl session v1\x00"
+_MAC_HEADER = b"kmsctl header v1\x00"
+_MAC_KEY = b"kmsctl key v1\x00"
+_MAC_ALIAS = b"kmsctl alias v1\x00"
+_AAD_MATERIAL = b"kmsctl material v1\x00"
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _unb64(s: str) -> bytes:
+    return base64.b64decode(s, validate=True)
+
+
+def db_path(home: str) -> str:
+    return os.path.join(home, DB_NAME)
+
+
+def ensure_home(home: str) -> None:
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    os.chmod(home, 0o700)
+
+
+def _kek(header: dict[str, Any], passphrase: bytes | None) -> bytes:
+    if not header["protected"]:
+        return _UNPROTECTED_KEK
+    assert passphrase is not None
+    kdf = header["kdf"]
+    return P.argon2id(
+        passphrase,
+        _unb64(kdf["salt"]),
+        iterations=kdf["iterations"],
+        memory_kib=kdf["memory_kib"],
+        lanes=kdf["lanes"],
+    )
+
+
+def _mk_aad(header: dict[str, Any]) -> bytes:
+    kdf = dumps(header.get("kdf") or {})
+    return _AAD_MK + str(header["keyring_id"]).encode() + (b"\x01" if header["protected"] else b"\x00") + kdf
+
+
+def create(
+    home: str,
+    passphrase: bytes | None,
+    *,
+    region: str,
+    account: str,
+    created: str,
+    kdf: dict[str, int] | None = None,
+) -> None:
+    ensure_home(home)
+    mk = P.random_bytes(32)
+    header: dict[str, Any] = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "keyring_id": P.random_bytes(16).hex(),
+        "region": region,
+        "account": account,
+        "created": created,
+        "protected": passphrase is not None,
+    }
+    if passphrase is not None:
+        header["kdf"] = {"name": "argon2id", **(kdf or DEFAULT_KDF), "salt": _b64(P.random_bytes(16))}
+    _wrap_mk(header, mk, passphrase)
+    hbytes = dumps(header)
+    create_database(db_path(home), hbytes, P.hmac_sha256(_mac_key(mk), _MAC_HEADER + hbytes))
+
+
+def _wrap_mk(header: dict[str, Any], mk: bytes, passphrase: bytes | None) -> None:
+    nonce, wrapped = P.gcm_seal(_kek(header, passphrase), mk, _mk_aad(header))
+    header["master_key"] = {"nonce": _b64(nonce), "wrapped": _b64(wrapped)}
+
+
+def _mac_key(mk: bytes) -> bytes:
+    return P.hkdf_expand(mk, b"kmsctl v1 record mac")
+
+
+class Keyring:
+    """One keyring home. Reading the header needs no secret; records do."""
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.path = db_path(home)
+        if not os.path.exists(self.path):
+            raise NotFoundException(
+                f"no keyring at {self.home}", hint="create one with 'kmsctl init' (or set --home / KMSCTL_HOME)"
+            )
+        os.umask(0o077)  # the WAL and shared-memory files sqlite makes later are 0600 too
+        self.db = Database(self.path)
+        self.db.migrate()
+        raw = self.db.meta("header")
+        try:
+            self.header: dict[str, Any] = json.loads(raw or b"")
+            if self.header.get("format") != FORMAT:
+                raise ValueError("format")
+            self.keyring_id: str = self.header["keyring_id"]
+            self.region: str = self.header["region"]
+            self.account: str = self.header["account"]
+            self.protected: bool = bool(self.header["protected"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"{self.path}: the keyring header is damaged") from exc
+        self._mk: bytes | None = None
+
+    # ----- unlocking -----
+    @property
+    def unlocked(self) -> bool:
+        return self._mk is not None
+
+    def unlock_unprotected(self) -> None:
+        self._set_mk(self._open_mk(None))
+
+    def unlock_with_passphrase(self, passphrase: bytes) -> None:
+        self._set_mk(self._open_mk(passphrase))
+
+    def _open_mk(self, passphrase: bytes | None) -> bytes:
+        try:
+            wrap = self.header["master_key"]
+            nonce, wrapped = _unb64(wrap["nonce"]), _unb64(wrap["wrapped"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"{self.path}: the keyring header is damaged") from exc
+        try:
+            return P.gcm_open(_kek(self.header, passphrase), nonce, wrapped, _mk_aad(self.header))
+        except P.AuthenticationFailed:
+            if not self.protected:
+                raise IntegrityError(f"{self.path}: the keyring header is damaged") from None
+            raise AccessDeniedException(
+                "wrong passphrase", hint="check --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE"
+            ) from None
+
+    def unlock_with_session(self, token: str, now: float) -> None:
+        sid, secret = parse_token(token)
+        rows = self.db.query("SELECT expires, nonce, wrapped FROM sessions WHERE sid = ?", (sid,))
+        relock = "run 'eval \"$(kmsctl unlock --shell)\"' again"
+        if not rows:
+            raise AccessDeniedException("the session has ended (locked, or from another keyring)", hint=relock)
+        expires, nonce, wrapped = rows[0]
+        if expires <= now:
+            raise AccessDeniedException("the session has expired", hint=relock)
+        try:
+            mk = P.gcm_open(secret, bytes(nonce), bytes(wrapped), self._session_aad(sid, int(expires)))
+        except P.AuthenticationFailed:
+            raise AccessDeniedException("the session token is not valid for this keyring", hint=relock) from None
+        self._set_mk(mk)
+
+    def _session_aad(self, sid: bytes, expires: int) -> bytes:
+        return _AAD_SESSION + self.keyring_id.encode() + sid + str(expires).encode()
+
+    def _set_mk(self, mk: bytes) -> None:
+        mac_key = _mac_key(mk)
+        try:
+            P.hmac_sha256_verify(
+                mac_key, _MAC_HEADER + (self.db.meta("header") or b""), self.db.meta("header_mac") or b""
+            )
+        except P.AuthenticationFailed:
+            raise IntegrityError(f"{self.path}: the keyring header fails its integrity check") from None
+        self._mk = mk
+        self._mac = mac_key
+        self._wrap = P.hkdf_expand(mk, b"kmsctl v1 material wrap")
+
+    def derive(self, label: bytes) -> bytes:
+        """A key for another purpose (the audit trail), independent of the others."""
+        return P.hkdf_expand(self._master(), b"kmsctl v1 " + label)
+
+    def _master(self) -> bytes:
+        if self._mk is None:
+            raise AccessDeniedException("the keyring is locked")
+        return self._mk
+
+    # ----- sessions and passphrase -----
+    def new_session(self, now: float, ttl_s: int) -> tuple[str, int]:
+        mk = self._master()
+        sid, secret = P.random_bytes(16), P.random_bytes(32)
+        expires = int(now) + ttl_s
+        nonce, wrapped = P.gcm_seal(secret, mk, self._session_aad(sid, expires))
+        with self.db.write():
+            self.db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
+            self.db.execute(
+                "INSERT INTO sessions(sid, expires, nonce, wrapped) VALUES (?, ?, ?, ?)",
+                (sid, expires, nonce, wrapped),
+            )
+        token = SESSION_PREFIX + base64.urlsafe_b64encode(sid + secret).decode().rstrip("=")
+        return token, expires
+
+    def end_sessions(self) -> int:
+        with self.db.write():
+            return self.db.execute("DELETE FROM sessions")
+
+    def session_expires(self, token: str) -> int | None:
+        rows = self.db.query("SELECT expires FROM sessions WHERE sid = ?", (parse_token(token)[0],))
+        return int(rows[0][0]) if rows else None
+
+    def count_sessions(self, now: float) -> int:
+        return int(self.db.query("SELECT count(*) FROM sessions WHERE expires > ?", (now,))[0][0])
+
+    def change_passphrase(self, new: bytes | None, kdf: dict[str, int] | None = None) -> None:
+        """Re-wrap MK under a new passphrase; every session ends, since a passphrase
+        change usually answers a suspected leak."""
+        mk = self._master()
+        header = dict(self.header)
+        header["protected"] = new is not None
+        header.pop("kdf", None)
+        if new is not None:
+            header["kdf"] = {"name": "argon2id", **(kdf or DEFAULT_KDF), "salt": _b64(P.random_bytes(16))}
+        _wrap_mk(header, mk, new)
+        hbytes = dumps(header)
+        with self.db.write():
+            self.db.set_meta("header", hbytes)
+            self.db.set_meta("header_mac", P.hmac_sha256(self._mac, _MAC_HEADER + hbytes))
+            self.db.execute("DELETE FROM sessions")
+        self.header, self.protected = header, new is not None
+
+    # ----- sealed records -----
+    def mac_doc(self, kind: bytes, doc: bytes) -> bytes:
+        self._master()
+        return P.hmac_sha256(self._mac, kind + doc)
+
+    def check_doc(self, kind: bytes, doc: bytes, mac: bytes, what: str) -> dict[str, Any]:
+        self._master()
+        try:
+            P.hmac_sha256_verify(self._mac, kind + doc, mac)
+            out: dict[str, Any] = json.loads(doc)
+            return out
+        except (P.AuthenticationFailed, ValueError):
+            raise IntegrityError(f"{self.path}: {what} fails its integrity check") from None
+
+    def seal_material(self, key_id: str, material_id: str, doc: bytes, secret: bytes) -> tuple[bytes, bytes]:
+        self._master()
+        return P.gcm_seal(self._wrap, secret, self._material_aad(key_id, material_id, doc))
+
+    def open_material(self, key_id: str, material_id: str, doc: bytes, nonce: bytes, sealed: bytes) -> bytes:
+        self._master()
+        try:
+            return P.gcm_open(self._wrap, nonce, sealed, self._material_aad(key_id, material_id, doc))
+        except P.AuthenticationFailed:
+            raise IntegrityError(
+                f"{self.path}: key material {material_id[:12]}… of key {key_id} fails its integrity check"
+            ) from None
+
+    @staticmethod
+    def _material_aad(key_id: str, material_id: str, doc: bytes) -> bytes:
+        return _AAD_MATERIAL + key_id.encode() + b"\x00" + material_id.encode() + b"\x00" + doc
+
+    def close(self) -> None:
+        self.db.close()
+
+
+KEY_KIND = _MAC_KEY
+ALIAS_KIND = _MAC_ALIAS
+
+
+def parse_token(token: str) -> tuple[bytes, bytes]:
+    token = token.strip()
+    bad = AccessDeniedException(
+        "KMSCTL_SESSION does not hold a kmsctl session token", hint="set it from 'kmsctl unlock --shell'"
+    )
+    if not token.startswith(SESSION_PREFIX):
+        raise bad
+    body = token[len(SESSION_PREFIX) :]
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except ValueError:
+        raise bad from None
+    if len(raw) != 48:
+        raise bad
+    return raw[:16], raw[16:]

@@ -1,0 +1,213 @@
+"""The keyring database: one SQLite file, WAL mode, integrity-protected rows.
+
+Layout and invariants are written up in docs/FORMAT.md section 2. In short:
+every JSON document stored here (key metadata, aliases, the header) carries an
+HMAC-SHA256 under a key derived from the keyring master key, and every piece of
+key material is sealed with AES-256-GCM, its metadata bound as associated data.
+A row that fails its check raises ``IntegrityError`` (exit 8); nothing unverified
+is ever returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from kmsctl.errors import IntegrityError, NotFoundException
+
+DB_NAME = "keyring.db"
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0
+
+SCHEMA = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE keys (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_id TEXT NOT NULL UNIQUE,
+    key_state TEXT NOT NULL,
+    key_spec TEXT NOT NULL,
+    deletion_date REAL,
+    doc BLOB NOT NULL,
+    mac BLOB NOT NULL
+);
+CREATE INDEX keys_deletion ON keys(deletion_date) WHERE deletion_date IS NOT NULL;
+CREATE TABLE materials (
+    key_id TEXT NOT NULL,
+    material_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    nonce BLOB NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (key_id, material_id)
+);
+CREATE TABLE aliases (
+    name TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    doc BLOB NOT NULL,
+    mac BLOB NOT NULL
+);
+CREATE INDEX aliases_key ON aliases(key_id);
+CREATE TABLE sessions (
+    sid BLOB PRIMARY KEY,
+    expires REAL NOT NULL,
+    nonce BLOB NOT NULL,
+    wrapped BLOB NOT NULL
+);
+"""
+
+# schema version -> SQL that upgrades from the version before it
+MIGRATIONS: dict[int, str] = {}
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """Canonical JSON: the bytes that are MACed are the bytes that are stored."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def connect(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        # FULL: a committed key survives power loss, not only a killed process
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+    except sqlite3.DatabaseError as exc:
+        raise IntegrityError(f"{path}: cannot open the keyring database: {exc}") from exc
+    return conn
+
+
+def create_database(path: str, header: bytes, header_mac: bytes) -> None:
+    """Build a complete keyring in a temporary file, then link it into place,
+    so that a concurrent ``init`` or reader never sees a half-made keyring."""
+    from kmsctl.errors import AlreadyExistsException
+
+    tmp = f"{path}.init-{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript("BEGIN;" + SCHEMA + "COMMIT;")
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO meta(name, value) VALUES (?, ?)",
+            [("schema_version", str(SCHEMA_VERSION)), ("header", header), ("header_mac", header_mac)],
+        )
+        conn.execute("COMMIT")
+        conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise AlreadyExistsException(
+                f"a keyring already exists at {path}", hint="use it, or pick another --home"
+            ) from None
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            with suppress(FileNotFoundError):
+                os.unlink(tmp + suffix)
+
+
+class Database:
+    """Rows in and out; no cryptography beyond what the caller's ``Sealer`` does."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn = connect(path)
+        self._depth = 0
+
+    # ----- transactions -----
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE: one writer at a time, others wait (busy timeout)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._exec("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self._exec("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        """A consistent snapshot for multi-row reads."""
+        if self._depth:
+            yield
+            return
+        self._exec("BEGIN")
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                from kmsctl.errors import ConflictException
+
+                raise ConflictException(f"the keyring is busy: {exc}", hint="retry") from exc
+            raise IntegrityError(f"{self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise IntegrityError(f"{self.path}: {exc}") from exc
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._exec(sql, args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IntegrityError(f"{self.path}: {exc}") from exc
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return self._exec(sql, args).rowcount
+
+    # ----- meta -----
+    def meta(self, name: str) -> bytes | None:
+        rows = self.query("SELECT value FROM meta WHERE name = ?", (name,))
+        if not rows:
+            return None
+        value = rows[0][0]
+        return value.encode() if isinstance(value, str) else bytes(value)
+
+    def set_meta(self, name: str, value: bytes) -> None:
+        self.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
+
+    def migrate(self) -> None:
+        raw = self.meta("schema_version")
+        if raw is None:
+            raise IntegrityError(f"{self.path}: not a kmsctl keyring (no schema version)")
+        version = int(raw)
+        if version > SCHEMA_VERSION:
+            raise IntegrityError(
+                f"{self.path}: keyring schema {version} is newer than this kmsctl ({SCHEMA_VERSION})",
+                hint="upgrade kmsctl",
+            )
+        if version == SCHEMA_VERSION:
+            return
+        with self.write():
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                self.conn.executescript(MIGRATIONS[v])
+            self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def require_row(rows: list[tuple[Any, ...]], what: str) -> tuple[Any, ...]:
+    if not rows:
+        raise NotFoundException(what)
+    return rows[0]

@@ -1,0 +1,27 @@
+"""rich tables for people at a terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from kmsctl.cli.app import App
+
+
+def draw(app: App, columns: list[str], rows: list[list[str]], title: str | None) -> None:
+    console = Console(file=sys.stdout, no_color=app.no_color, highlight=False)
+    if not rows:
+        console.print(Text("(none)"))
+        return
+    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(value) for value in row))  # Text: no rich markup in user data
+    console.print(table)

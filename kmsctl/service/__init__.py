@@ -1,0 +1,18 @@
+"""The local KMS client: ``LocalKMS(keyring)`` has boto3's KMS method names,
+keyword arguments, return shapes and AWS-named exceptions."""
+
+from __future__ import annotations
+
+from kmsctl import errors
+from kmsctl.service.crypto import CryptoOps
+from kmsctl.service.keys import KeyOps
+from kmsctl.service.tags import AliasTagOps
+
+
+class LocalKMS(KeyOps, AliasTagOps, CryptoOps):
+    """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""
+
+    exceptions = errors
+
+
+__all__ = ["LocalKMS"]

@@ -1,0 +1,317 @@
+"""The local KMS client's core: one dispatch point, key lookup, key states.
+
+Operations are methods named like boto3's (``schedule_key_deletion``) taking
+AWS's keyword arguments and returning AWS's response dicts. Each is declared
+with ``@operation``, and every call passes through ``LocalKMSBase._dispatch``:
+argument checking, the transaction, completing due deletions, and the hook
+where access checks and the audit trail attach.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import inspect
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from kmsctl import errors as E
+from kmsctl import model
+from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND, Keyring
+from kmsctl.keyring.store import dumps
+
+F = TypeVar("F", bound=Callable[..., Any])
+Clock = Callable[[], float]
+Observer = Callable[[str, dict[str, Any], "dict[str, Any] | None", "E.KMSError | None"], None]
+
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:([^:]*):([^:]*):(key|alias)/(.+)$")
+
+
+def operation(name: str, *, writes: bool = False) -> Callable[[F], F]:
+    """Declare an AWS operation: keyword arguments only, dispatched centrally."""
+
+    def deco(fn: F) -> F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(self: LocalKMSBase, *args: Any, **kwargs: Any) -> Any:
+            if args:
+                raise TypeError(f"{fn.__name__}() takes keyword arguments only, as boto3 does")
+            return self._dispatch(name, fn, sig, kwargs, writes)
+
+        wrapper.operation_name = name  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def to_datetime(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class LocalKMSBase:
+    """State shared by the operation families (see ``kmsctl.service``)."""
+
+    def __init__(self, keyring: Keyring, clock: Clock = time.time) -> None:
+        self.keyring = keyring
+        self.db = keyring.db
+        self.clock = clock
+        self.region = keyring.region
+        self.account = keyring.account
+        self.observers: list[Observer] = []
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Several operations that land together or not at all."""
+        return self.db.write()
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Several reads that see one consistent state."""
+        return self.db.read()
+
+    # ----- the one dispatch point -----
+    def _dispatch(
+        self, name: str, fn: Callable[..., Any], sig: inspect.Signature, kwargs: dict[str, Any], writes: bool
+    ) -> Any:
+        response: dict[str, Any] | None = None
+        error: E.KMSError | None = None
+        try:
+            try:
+                sig.bind(self, **kwargs)
+            except TypeError as exc:
+                raise E.ValidationException(f"{name}: {exc}") from None
+            self._complete_due_deletions()
+            with self.db.write() if writes else self.db.read():
+                response = fn(self, **kwargs)
+            return response
+        except E.KMSError as exc:
+            error = exc
+            raise
+        finally:
+            for observe in self.observers:
+                observe(name, kwargs, response, error)
+
+    def _complete_due_deletions(self) -> None:
+        """A key whose deletion window has passed is destroyed, with its aliases and
+        material, before any operation can see it (there is no daemon to do it)."""
+        now = self.clock()
+        q = "SELECT key_id FROM keys WHERE deletion_date IS NOT NULL AND deletion_date <= ?"
+        if not self.db.query(q, (now,)):
+            return
+        with self.db.write():
+            for (key_id,) in self.db.query(q, (now,)):
+                self._destroy_key(key_id)
+
+    def _destroy_key(self, key_id: str) -> None:
+        for table in ("materials", "aliases", "keys"):
+            self.db.execute(f"DELETE FROM {table} WHERE key_id = ?", (key_id,))
+
+    # ----- identifiers -----
+    def key_arn(self, key_id: str) -> str:
+        return f"arn:aws:kms:{self.region}:{self.account}:key/{key_id}"
+
+    def alias_arn(self, name: str) -> str:
+        return f"arn:aws:kms:{self.region}:{self.account}:{name}"
+
+    def _parse_ref(self, ref: Any, field: str = "keyId") -> tuple[str, str]:
+        """-> ("key", id) or ("alias", "alias/name")."""
+        if not isinstance(ref, str) or not 1 <= len(ref) <= 2048:
+            raise E.validation_error(ref, field, "Member must have length between 1 and 2048")
+        if ref.startswith("arn:"):
+            m = _ARN_RE.match(ref)
+            if not m:
+                raise E.InvalidArnException(f"Invalid arn {ref}")
+            region, account, kind, rest = m.groups()
+            if (region, account) != (self.region, self.account):
+                what = "Alias" if kind == "alias" else "Key"
+                raise E.NotFoundException(f"{what} '{ref}' does not exist")
+            return ("alias", "alias/" + rest) if kind == "alias" else ("key", rest)
+        if ref.startswith("alias/"):
+            return "alias", ref
+        return "key", ref
+
+    def _key(self, ref: Any, *, aliases: bool = True, field: str = "keyId") -> dict[str, Any]:
+        """The verified key document that ``ref`` names."""
+        kind, value = self._parse_ref(ref, field)
+        if kind == "alias":
+            if not aliases:
+                raise E.NotFoundException(f"Invalid keyId {ref}: this operation takes a key ID or key ARN")
+            alias = self._alias(value)
+            if alias is None:
+                raise E.NotFoundException(f"Alias {self.alias_arn(value)} is not found.")
+            value = alias["TargetKeyId"]
+        doc = self._load_key(value)
+        if doc is None:
+            raise E.NotFoundException(f"Key '{self.key_arn(value)}' does not exist")
+        return doc
+
+    # ----- key documents -----
+    def _load_key(self, key_id: str) -> dict[str, Any] | None:
+        if not _UUID_RE.match(key_id):
+            return None
+        rows = self.db.query(
+            "SELECT key_state, key_spec, deletion_date, doc, mac FROM keys WHERE key_id = ?", (key_id,)
+        )
+        if not rows:
+            return None
+        return self._verify_key_row(key_id, *rows[0])
+
+    def _verify_key_row(
+        self, key_id: str, state: str, spec: str, deletion: float | None, doc: bytes, mac: bytes
+    ) -> dict[str, Any]:
+        out = self.keyring.check_doc(KEY_KIND, bytes(doc), bytes(mac), f"key {key_id}")
+        if (out.get("KeyId"), out.get("KeyState"), out.get("KeySpec"), out.get("DeletionDate")) != (
+            key_id,
+            state,
+            spec,
+            deletion,
+        ):
+            raise E.IntegrityError(f"{self.keyring.path}: key {key_id} fails its integrity check")
+        return out
+
+    def _save_key(self, doc: dict[str, Any]) -> None:
+        raw = dumps(doc)
+        self.db.execute(
+            "INSERT INTO keys(key_id, key_state, key_spec, deletion_date, doc, mac) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key_id) DO UPDATE SET key_state = excluded.key_state, key_spec = excluded.key_spec, "
+            "deletion_date = excluded.deletion_date, doc = excluded.doc, mac = excluded.mac",
+            (
+                doc["KeyId"],
+                doc["KeyState"],
+                doc["KeySpec"],
+                doc.get("DeletionDate"),
+                raw,
+                self.keyring.mac_doc(KEY_KIND, raw),
+            ),
+        )
+
+    # ----- aliases -----
+    def _alias(self, name: str) -> dict[str, Any] | None:
+        rows = self.db.query("SELECT key_id, doc, mac FROM aliases WHERE name = ?", (name,))
+        if not rows:
+            return None
+        key_id, doc, mac = rows[0]
+        out = self.keyring.check_doc(ALIAS_KIND, bytes(doc), bytes(mac), f"alias {name}")
+        if (out.get("AliasName"), out.get("TargetKeyId")) != (name, key_id):
+            raise E.IntegrityError(f"{self.keyring.path}: alias {name} fails its integrity check")
+        return out
+
+    def _save_alias(self, doc: dict[str, Any]) -> None:
+        raw = dumps(doc)
+        self.db.execute(
+            "INSERT OR REPLACE INTO aliases(name, key_id, doc, mac) VALUES (?, ?, ?, ?)",
+            (doc["AliasName"], doc["TargetKeyId"], raw, self.keyring.mac_doc(ALIAS_KIND, raw)),
+        )
+
+    # ----- states -----
+    def _require_state(self, doc: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        """Raise the error the reference's operation x state table gives."""
+        state = doc["KeyState"]
+        if state in allowed:
+            return
+        arn = self.key_arn(doc["KeyId"])
+        if state == "Disabled":
+            raise E.DisabledException(f"{arn} is disabled.")
+        words = {"PendingDeletion": "pending deletion", "PendingImport": "pending import"}
+        raise E.KMSInvalidStateException(f"{arn} is {words.get(state, state)}.")
+
+    def _require_usage(self, doc: dict[str, Any], usage: str, operation: str) -> None:
+        if doc["KeyUsage"] != usage:
+            raise E.InvalidKeyUsageException(
+                f"{self.key_arn(doc['KeyId'])} key usage is {doc['KeyUsage']} which is not valid for {operation}."
+            )
+
+    # ----- metadata -----
+    def _metadata(self, doc: dict[str, Any]) -> dict[str, Any]:
+        spec, usage = doc["KeySpec"], doc["KeyUsage"]
+        md: dict[str, Any] = {
+            "AWSAccountId": self.account,
+            "KeyId": doc["KeyId"],
+            "Arn": self.key_arn(doc["KeyId"]),
+            "CreationDate": to_datetime(doc["CreationDate"]),
+            "Enabled": doc["KeyState"] == "Enabled",
+            "Description": doc["Description"],
+            "KeyUsage": usage,
+            "KeyState": doc["KeyState"],
+        }
+        if doc.get("DeletionDate") is not None:
+            md["DeletionDate"] = to_datetime(doc["DeletionDate"])
+        md["Origin"] = doc["Origin"]
+        if doc["Origin"] == "EXTERNAL":
+            md["ExpirationModel"] = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+        md["KeyManager"] = "CUSTOMER"
+        if spec not in model.NO_CMK_SPEC:
+            md["CustomerMasterKeySpec"] = spec
+        md["KeySpec"] = spec
+        md[model.ALGORITHM_FIELD[usage]] = list(model.SPEC_USAGES[spec][usage])
+        md["MultiRegion"] = False
+        if doc.get("CurrentKeyMaterialId"):
+            md["CurrentKeyMaterialId"] = doc["CurrentKeyMaterialId"]
+        return md
+
+    # ----- pagination -----
+    @staticmethod
+    def _limit(op: str, limit: Any) -> int:
+        lo, hi, default = model.LIST_LIMITS[op]
+        if limit is None:
+            return default
+        if not isinstance(limit, int) or isinstance(limit, bool) or not lo <= limit <= hi:
+            raise E.validation_error(limit, "limit", f"Member must have value between {lo} and {hi}")
+        return limit
+
+    @staticmethod
+    def _marker(op: str, position: Any) -> str:
+        raw = json.dumps({"op": op, "after": position}, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @staticmethod
+    def _unmarker(op: str, marker: Any) -> Any:
+        if marker is None:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4))
+            data = json.loads(raw)
+            if data["op"] != op:
+                raise ValueError(op)
+            return data["after"]
+        except (ValueError, KeyError, TypeError):
+            raise E.InvalidMarkerException(f"Invalid marker: {marker!r} is not a marker from {op}") from None
+
+    @staticmethod
+    def _page(items: Iterator[Any], limit: int) -> tuple[list[Any], bool]:
+        page: list[Any] = []
+        for item in items:
+            if len(page) == limit:
+                return page, True
+            page.append(item)
+        return page, False
+
+    # ----- key material -----
+    def _add_material(self, key_id: str, secret: bytes, **extra: Any) -> str:
+        """Seal and store one key material; returns its KeyMaterialId."""
+        from kmsctl.crypto.primitives import random_bytes
+
+        material_id = random_bytes(32).hex()
+        seq = self.db.query("SELECT coalesce(max(seq), 0) + 1 FROM materials WHERE key_id = ?", (key_id,))[0][0]
+        doc = {"KeyId": key_id, "KeyMaterialId": material_id, "CreationDate": self.clock(), "Seq": seq, **extra}
+        raw = dumps(doc)
+        nonce, sealed = self.keyring.seal_material(key_id, material_id, raw, secret)
+        self.db.execute(
+            "INSERT INTO materials(key_id, material_id, seq, doc, nonce, sealed) VALUES (?, ?, ?, ?, ?, ?)",
+            (key_id, material_id, seq, raw, nonce, sealed),
+        )
+        return material_id
+
+    def _material_secret(self, key_id: str, material_id: str) -> bytes | None:
+        rows = self.db.query(
+            "SELECT doc, nonce, sealed FROM materials WHERE key_id = ? AND material_id = ?", (key_id, material_id)
+        )
+        if not rows:
+            return None
+        doc, nonce, sealed = (bytes(x) for x in rows[0])
+        return self.keyring.open_material(key_id, material_id, doc, nonce, sealed)

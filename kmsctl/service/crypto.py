@@ -1,0 +1,241 @@
+"""Symmetric cryptographic operations: Encrypt, Decrypt, ReEncrypt,
+GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kmsctl import errors as E
+from kmsctl import model
+from kmsctl.crypto import blob
+from kmsctl.crypto.primitives import AuthenticationFailed, random_bytes
+from kmsctl.service.base import LocalKMSBase, operation
+
+_USABLE = ("Enabled",)
+
+
+def _bytes(value: Any, field: str, lo: int, hi: int) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise E.ValidationException(f"{field} must be bytes")
+    data = bytes(value)
+    if not lo <= len(data) <= hi:
+        raise E.validation_error("...", field[0].lower() + field[1:], f"Member must have length between {lo} and {hi}")
+    return data
+
+
+def _context(ctx: Any, field: str = "EncryptionContext") -> dict[str, str] | None:
+    if ctx is None:
+        return None
+    if not isinstance(ctx, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ctx.items()):
+        raise E.ValidationException(f"{field} must map strings to strings")
+    return ctx
+
+
+def _number_of_bytes(value: Any, field: str = "numberOfBytes") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= model.NUMBER_OF_BYTES_MAX:
+        raise E.validation_error(value, field, f"Member must have value between 1 and {model.NUMBER_OF_BYTES_MAX}")
+    return value
+
+
+class CryptoOps(LocalKMSBase):
+    # ----- helpers shared by the operations -----
+    def _encryption_key(self, ref: Any, algorithm: Any) -> dict[str, Any]:
+        key = self._key(ref)
+        self._require_state(key, _USABLE)
+        self._require_usage(key, "ENCRYPT_DECRYPT", "this operation")
+        allowed = model.SPEC_USAGES[key["KeySpec"]]["ENCRYPT_DECRYPT"]
+        if (algorithm or allowed[0]) not in allowed:
+            raise E.InvalidKeyUsageException(
+                f"Algorithm {algorithm} is not valid for {self.key_arn(key['KeyId'])}; use one of {', '.join(allowed)}"
+            )
+        return key
+
+    def _seal(self, key: dict[str, Any], plaintext: bytes, context: dict[str, str] | None) -> tuple[bytes, str]:
+        material_id = key["CurrentKeyMaterialId"]
+        secret = self._material_secret(key["KeyId"], material_id)
+        if secret is None:
+            raise E.IntegrityError(f"{self.keyring.path}: the current material of key {key['KeyId']} is missing")
+        return blob.seal(secret, key["KeyId"], material_id, plaintext, context), material_id
+
+    def _unseal(
+        self, data: bytes, context: dict[str, str] | None, expected: Any, field: str
+    ) -> tuple[dict[str, Any], bytes, str]:
+        """Decrypt a symmetric blob -> (key doc, plaintext, material id)."""
+        try:
+            parsed = blob.parse(data)
+        except blob.MalformedBlob as exc:
+            raise E.InvalidCiphertextException(f"The ciphertext is invalid: {exc}") from None
+        if expected is not None:
+            wanted = self._key(expected, field=field)
+            if wanted["KeyId"] != parsed.key_id:
+                raise E.IncorrectKeyException(
+                    f"The key ID in the request does not identify the key that encrypted the ciphertext "
+                    f"({self.key_arn(parsed.key_id)})"
+                )
+        key = self._load_key(parsed.key_id)
+        if key is None:
+            raise E.InvalidCiphertextException(
+                f"The ciphertext refers to key {self.key_arn(parsed.key_id)}, which does not exist in this keyring"
+            )
+        self._require_state(key, _USABLE)
+        self._require_usage(key, "ENCRYPT_DECRYPT", "Decrypt")
+        secret = self._material_secret(parsed.key_id, parsed.material_id)
+        if secret is None:
+            raise E.InvalidCiphertextException("The ciphertext refers to key material this key does not have")
+        try:
+            plaintext = blob.open_blob(secret, parsed, context)
+        except AuthenticationFailed:
+            raise E.InvalidCiphertextException(
+                "The ciphertext is invalid: it was altered, or the encryption context does not match"
+            ) from None
+        return key, plaintext, parsed.material_id
+
+    # ----- operations -----
+    @operation("Encrypt")
+    def encrypt(
+        self,
+        *,
+        KeyId: str,
+        Plaintext: bytes,
+        EncryptionContext: dict[str, str] | None = None,
+        GrantTokens: list[str] | None = None,
+        EncryptionAlgorithm: str | None = None,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        plaintext = _bytes(Plaintext, "Plaintext", 1, model.PLAINTEXT_MAX)
+        context = _context(EncryptionContext)
+        key = self._encryption_key(KeyId, EncryptionAlgorithm)
+        if DryRun:
+            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+        ciphertext, _ = self._seal(key, plaintext, context)
+        return {
+            "CiphertextBlob": ciphertext,
+            "KeyId": self.key_arn(key["KeyId"]),
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }
+
+    @operation("Decrypt")
+    def decrypt(
+        self,
+        *,
+        CiphertextBlob: bytes,
+        EncryptionContext: dict[str, str] | None = None,
+        GrantTokens: list[str] | None = None,
+        KeyId: str | None = None,
+        EncryptionAlgorithm: str | None = None,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        data = _bytes(CiphertextBlob, "CiphertextBlob", 1, model.CIPHERTEXT_MAX)
+        if EncryptionAlgorithm not in (None, "SYMMETRIC_DEFAULT"):
+            raise E.InvalidKeyUsageException(f"Algorithm {EncryptionAlgorithm} is not valid for this ciphertext")
+        key, plaintext, material_id = self._unseal(data, _context(EncryptionContext), KeyId, "keyId")
+        if DryRun:
+            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+        return {
+            "KeyId": self.key_arn(key["KeyId"]),
+            "Plaintext": plaintext,
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "KeyMaterialId": material_id,
+        }
+
+    @operation("ReEncrypt")
+    def re_encrypt(
+        self,
+        *,
+        CiphertextBlob: bytes,
+        DestinationKeyId: str,
+        SourceEncryptionContext: dict[str, str] | None = None,
+        SourceKeyId: str | None = None,
+        DestinationEncryptionContext: dict[str, str] | None = None,
+        SourceEncryptionAlgorithm: str | None = None,
+        DestinationEncryptionAlgorithm: str | None = None,
+        GrantTokens: list[str] | None = None,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        data = _bytes(CiphertextBlob, "CiphertextBlob", 1, model.CIPHERTEXT_MAX)
+        if SourceEncryptionAlgorithm not in (None, "SYMMETRIC_DEFAULT"):
+            raise E.InvalidKeyUsageException(f"Algorithm {SourceEncryptionAlgorithm} is not valid for this ciphertext")
+        dest_context = _context(DestinationEncryptionContext, "DestinationEncryptionContext")
+        source, plaintext, source_material = self._unseal(
+            data, _context(SourceEncryptionContext, "SourceEncryptionContext"), SourceKeyId, "sourceKeyId"
+        )
+        dest = self._encryption_key(DestinationKeyId, DestinationEncryptionAlgorithm)
+        if DryRun:
+            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+        ciphertext, dest_material = self._seal(dest, plaintext, dest_context)
+        return {
+            "CiphertextBlob": ciphertext,
+            "SourceKeyId": self.key_arn(source["KeyId"]),
+            "KeyId": self.key_arn(dest["KeyId"]),
+            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "SourceKeyMaterialId": source_material,
+            "DestinationKeyMaterialId": dest_material,
+        }
+
+    def _data_key(self, KeyId: Any, KeySpec: Any, NumberOfBytes: Any, context: Any) -> dict[str, Any]:
+        if (KeySpec is None) == (NumberOfBytes is None):
+            raise E.ValidationException("Please specify either number of bytes or key spec.")
+        if KeySpec is not None:
+            if KeySpec not in model.DATA_KEY_SPECS:
+                raise E.validation_error(KeySpec, "keySpec", "Member must satisfy enum value set: [AES_256, AES_128]")
+            size = model.DATA_KEY_SPECS[KeySpec]
+        else:
+            size = _number_of_bytes(NumberOfBytes)
+        ctx = _context(context)
+        key = self._encryption_key(KeyId, None)
+        if key["KeySpec"] != "SYMMETRIC_DEFAULT":
+            raise E.InvalidKeyUsageException(
+                f"{self.key_arn(key['KeyId'])} is not a symmetric encryption key; data keys need one"
+            )
+        plaintext = random_bytes(size)
+        ciphertext, material_id = self._seal(key, plaintext, ctx)
+        return {
+            "CiphertextBlob": ciphertext,
+            "Plaintext": plaintext,
+            "KeyId": self.key_arn(key["KeyId"]),
+            "KeyMaterialId": material_id,
+        }
+
+    @operation("GenerateDataKey")
+    def generate_data_key(
+        self,
+        *,
+        KeyId: str,
+        EncryptionContext: dict[str, str] | None = None,
+        NumberOfBytes: int | None = None,
+        KeySpec: str | None = None,
+        GrantTokens: list[str] | None = None,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        out = self._data_key(KeyId, KeySpec, NumberOfBytes, EncryptionContext)
+        if DryRun:
+            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+        return out
+
+    @operation("GenerateDataKeyWithoutPlaintext")
+    def generate_data_key_without_plaintext(
+        self,
+        *,
+        KeyId: str,
+        EncryptionContext: dict[str, str] | None = None,
+        KeySpec: str | None = None,
+        NumberOfBytes: int | None = None,
+        GrantTokens: list[str] | None = None,
+        DryRun: bool = False,
+    ) -> dict[str, Any]:
+        out = self._data_key(KeyId, KeySpec, NumberOfBytes, EncryptionContext)
+        if DryRun:
+            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+        del out["Plaintext"]
+        return out
+
+    @operation("GenerateRandom")
+    def generate_random(
+        self, *, NumberOfBytes: int | None = None, CustomKeyStoreId: str | None = None
+    ) -> dict[str, Any]:
+        if CustomKeyStoreId is not None:
+            raise E.UnsupportedOperationException("custom key stores are not available in a local keyring")
+        if NumberOfBytes is None:
+            raise E.ValidationException("NumberOfBytes is required")
+        return {"Plaintext": random_bytes(_number_of_bytes(NumberOfBytes))}
