@@ -115,7 +115,7 @@ class Keyring:
             raise NotFoundException(
                 f"no keyring at {self.home}", hint="create one with 'kmsctl init' (or set --home / KMSCTL_HOME)"
             )
-        os.umask(0o077)  # the WAL and shared-memory files sqlite makes later are 0600 too
+        # no umask games: SQLite gives the -wal and -shm files the database file's own mode (0600)
         self.db = Database(self.path)
         self.db.migrate()
         raw = self.db.meta("header")

@@ -1,0 +1,98 @@
+"""The layering rules of docs (architecture.md), kept by reading the code."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from kmsctl.cli import COMMANDS, LazyGroup, cli
+
+PKG = Path(__file__).resolve().parent.parent / "kmsctl"
+CORE = ["service", "keyring", "crypto", "errors.py", "model.py"]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def _files(*parts: str) -> list[Path]:
+    out: list[Path] = []
+    for part in parts:
+        p = PKG / part
+        out.extend(sorted(p.rglob("*.py")) if p.is_dir() else [p])
+    return out
+
+
+@pytest.mark.parametrize("path", _files(*CORE), ids=lambda p: str(p.relative_to(PKG)))
+def test_core_never_imports_click_or_rich(path: Path) -> None:
+    bad = {m for m in _imports(path) if m.split(".")[0] in {"click", "rich"}}
+    assert not bad, f"{path} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _files("."), ids=lambda p: str(p.relative_to(PKG)))
+def test_only_the_crypto_package_imports_cryptography(path: Path) -> None:
+    if path.is_relative_to(PKG / "crypto"):
+        return
+    bad = {m for m in _imports(path) if m.split(".")[0] == "cryptography"}
+    assert not bad, f"{path} imports {bad}; only kmsctl/crypto may"
+
+
+@pytest.mark.parametrize("path", _files("."), ids=lambda p: str(p.relative_to(PKG)))
+def test_modules_stay_small(path: Path) -> None:
+    assert len(path.read_text().splitlines()) <= 450, f"{path} has grown past ~400 lines: split it"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["encrypt", "--help"]])
+def test_help_and_version_load_neither_cryptography_nor_rich(args: list[str]) -> None:
+    code = (
+        "import sys, json\n"
+        "from kmsctl.cli import run\n"
+        f"rc = run({args!r})\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'cryptography', 'rich', 'sqlite3'})\n"
+        "sys.stderr.write(json.dumps([rc, heavy]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    rc, heavy = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert rc == 0
+    assert heavy == []
+
+
+def _all_commands() -> list[tuple[str, click.Command]]:
+    ctx = click.Context(cli)
+    out: list[tuple[str, click.Command]] = []
+    group = cli
+    assert isinstance(group, LazyGroup)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
+        out.append((name, cmd))
+        if isinstance(cmd, click.Group):
+            out.extend((f"{name} {sub}", cmd.commands[sub]) for sub in cmd.commands)
+    return out
+
+
+@pytest.mark.parametrize(("name", "command"), _all_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_command_and_option_is_documented(name: str, command: click.Command) -> None:
+    assert command.help and len(command.help.strip()) > 10, f"'kmsctl {name}' has no help text"
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"'kmsctl {name}' option {param.opts} has no help text"
+
+
+def test_lazy_command_table_points_at_real_commands() -> None:
+    for name, target in COMMANDS.items():
+        module, attr = target.split(":")
+        __import__(module)
+        assert isinstance(getattr(sys.modules[module], attr), click.Command), name
