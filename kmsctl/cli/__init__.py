@@ -39,6 +39,49 @@ COMMANDS: dict[str, str] = {
 }
 
 
+OUTPUT_CHOICES = ["auto", "table", "json", "text"]
+
+
+def _late_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).output = value  # type: ignore[union-attr]
+
+
+def _late_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(App).quiet = True  # type: ignore[union-attr]
+
+
+def _accept_output_options(command: click.Command) -> None:
+    """Let -o and -q follow the command too (``kmsctl describe KEY -o json``),
+    as aws and gh users type them."""
+    if getattr(command, "_late_options", False):
+        return
+    command._late_options = True  # type: ignore[attr-defined]
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_output_options(sub)
+        return
+    command.params.append(
+        click.Option(
+            ["-o", "--output"],
+            type=click.Choice(OUTPUT_CHOICES),
+            expose_value=False,
+            callback=_late_output,
+            help="Result format, as the global -o.",
+        )
+    )
+    command.params.append(
+        click.Option(
+            ["-q", "--quiet"],
+            is_flag=True,
+            expose_value=False,
+            callback=_late_quiet,
+            help="No informational messages, as the global -q.",
+        )
+    )
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -51,6 +94,7 @@ class LazyGroup(click.Group):
 
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
+        _accept_output_options(command)
         return command
 
 
@@ -77,7 +121,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "-o",
     "--output",
     envvar="KMSCTL_OUTPUT",
-    type=click.Choice(["auto", "table", "json", "text"]),
+    type=click.Choice(OUTPUT_CHOICES),
     default="auto",
     show_default=True,
     help="Result format: auto is a table on a terminal, text otherwise [env KMSCTL_OUTPUT].",

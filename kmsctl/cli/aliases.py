@@ -25,7 +25,10 @@ def alias() -> None:
 def alias_create(app: App, name: str, key: str) -> None:
     """Point a new alias at KEY (CreateAlias). Text output: the alias name."""
     app.kms().create_alias(AliasName=name, TargetKeyId=key_id_for_management(app, key))
-    app.write_text(name + "\n") if app.mode() == "text" else app.info(f"kmsctl: {name} -> {key}")
+    if app.mode() == "text":
+        app.write_text(name + "\n")
+    else:
+        app.info(f"kmsctl: {name} -> {key}")
 
 
 @alias.command("update")
@@ -67,7 +70,13 @@ def alias_list(app: App, key: str | None, limit: int | None, marker: str | None)
     out = app.kms().list_aliases(**args)
     if out.get("NextMarker") and app.mode() != "json":
         app.info(f"kmsctl: more aliases follow: --marker {out['NextMarker']}")
-    emit(app, out, columns=ALIAS_COLUMNS, rows=[[a.get(c) for c in ALIAS_COLUMNS] for a in out["Aliases"]])
+    emit(
+        app,
+        out,
+        columns=ALIAS_COLUMNS,
+        rows=[[a.get(c) for c in ALIAS_COLUMNS] for a in out["Aliases"]],
+        table_columns=["AliasName", "TargetKeyId", "LastUpdatedDate"],
+    )
 
 
 @click.group()

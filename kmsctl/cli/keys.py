@@ -161,7 +161,13 @@ def list_(
         payload["NextMarker"] = page["NextMarker"]
         if app.mode() != "json":
             app.info(f"kmsctl: more keys follow: --marker {page['NextMarker']}")
-    emit(app, payload, columns=LIST_COLUMNS, rows=[[e.get(c) for c in LIST_COLUMNS] for e in entries])
+    emit(
+        app,
+        payload,
+        columns=LIST_COLUMNS,
+        rows=[[e.get(c) for c in LIST_COLUMNS] for e in entries],
+        table_columns=["KeyId", "KeyState", "KeySpec", "Aliases", "Description"],
+    )
 
 
 @click.command()

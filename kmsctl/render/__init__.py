@@ -36,16 +36,17 @@ def to_json(payload: Any) -> str:
     return json.dumps(_jsonable(payload), indent=2, ensure_ascii=False) + "\n"
 
 
-def cell(value: Any) -> str:
-    """One text cell: no tab or newline may break the record."""
+def cell(value: Any, human: bool = False) -> str:
+    """One text cell: no tab or newline may break the record. ``human`` (tables)
+    shortens times to the second and joins lists with ", "."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
-        return value.isoformat()
+        return value.strftime("%Y-%m-%d %H:%M:%SZ") if human else value.isoformat()
     if isinstance(value, (list, tuple)):
-        return ",".join(cell(v) for v in value)
+        return (", " if human else ",").join(cell(v, human) for v in value)
     if isinstance(value, (bytes, bytearray)):
         return _b64(bytes(value))
     text = str(value)
@@ -62,9 +63,11 @@ def emit(
     rows: Sequence[Sequence[Any]],
     title: str | None = None,
     vertical: bool = False,
+    table_columns: Sequence[str] | None = None,
 ) -> None:
     """Print one result. ``rows`` under ``columns`` is the text and table form;
-    ``vertical`` draws a single record as Field/Value lines on a terminal."""
+    ``vertical`` draws a single record as Field/Value lines on a terminal, and
+    ``table_columns`` picks the columns a person sees (text keeps them all)."""
     mode = app.mode()
     if mode == "json":
         app.write_text(to_json(payload))
@@ -74,6 +77,8 @@ def emit(
         from kmsctl.render.table import draw
 
         if vertical and rows:
-            draw(app, ["Field", "Value"], [[c, cell(v)] for c, v in zip(columns, rows[0], strict=True)], title)
+            pairs = [(c, cell(v, True)) for c, v in zip(columns, rows[0], strict=True) if v not in (None, "")]
+            draw(app, ["Field", "Value"], [list(p) for p in pairs], title)
         else:
-            draw(app, list(columns), [[cell(v) for v in row] for row in rows], title)
+            shown = [i for i, c in enumerate(columns) if table_columns is None or c in table_columns]
+            draw(app, [columns[i] for i in shown], [[cell(row[i], True) for i in shown] for row in rows], title)

@@ -20,8 +20,9 @@ def draw(app: App, columns: list[str], rows: list[list[str]], title: str | None)
         console.print(Text("(none)"))
         return
     table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
-    for name in columns:
-        table.add_column(name, overflow="fold")
+    for i, name in enumerate(columns):
+        # the first column is the identifier: never broken across lines
+        table.add_column(name, overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*(Text(value) for value in row))  # Text: no rich markup in user data
     console.print(table)
