@@ -40,7 +40,7 @@ def decode_blob(data: bytes, marker: int | None = None) -> bytes:
     characters is decoded as base64."""
     if marker is not None and data[:1] == bytes([marker]):
         return data
-    if data and _B64_CHARS.match(data):
+    if data and _B64_CHARS.fullmatch(data):
         import base64
         import binascii
 
@@ -78,7 +78,7 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
 
 def parse_duration(text: str) -> int:
     """``90``, ``90s``, ``15m``, ``8h``, ``7d`` -> seconds."""
-    m = _DURATION.match(text.strip())
+    m = _DURATION.fullmatch(text.strip())
     if not m or int(m.group(1)) == 0:
         raise click.BadParameter(f"expected a duration like 30m, 8h or 7d, got {text!r}", param_hint="--ttl")
     return int(m.group(1)) * _UNITS[m.group(2)]

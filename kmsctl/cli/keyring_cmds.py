@@ -22,7 +22,7 @@ _ACCOUNT = re.compile(r"^\d{12}$")
 
 def _check(pattern: re.Pattern[str], what: str) -> Any:
     def callback(_ctx: click.Context, param: click.Parameter, value: str) -> str:
-        if not pattern.match(value):
+        if not pattern.fullmatch(value):
             raise click.BadParameter(f"{value!r} is not {what}")
         return value
 

@@ -20,7 +20,7 @@ from typing import Any
 from kmsctl.errors import IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -59,8 +59,24 @@ CREATE TABLE sessions (
 );
 """
 
-# schema version -> SQL that upgrades from the version before it
-MIGRATIONS: dict[int, str] = {}
+# schema version -> SQL that upgrades from the version before it. A new
+# keyring is made at version 1 and migrated up, so every migration runs on
+# every new keyring and is exercised by every test.
+MIGRATIONS: dict[int, str] = {
+    # 2: automatic rotation; next_rotation mirrors the key document's
+    # Rotation.NextRotation so that due keys are found through an index
+    2: """
+    ALTER TABLE keys ADD COLUMN next_rotation REAL;
+    CREATE INDEX keys_rotation ON keys(next_rotation) WHERE next_rotation IS NOT NULL;
+    CREATE INDEX materials_seq ON materials(key_id, seq);
+    """,
+}
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would COMMIT first,
+    breaking the migration's transaction)."""
+    return [s.strip() for s in script.split(";") if s.strip()]
 
 
 def dumps(doc: dict[str, Any]) -> bytes:
@@ -94,8 +110,12 @@ def create_database(path: str, header: bytes, header_mac: bytes) -> None:
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO meta(name, value) VALUES (?, ?)",
-            [("schema_version", str(SCHEMA_VERSION)), ("header", header), ("header_mac", header_mac)],
+            [("schema_version", "1"), ("header", header), ("header_mac", header_mac)],
         )
+        for version in range(2, SCHEMA_VERSION + 1):
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(version),))
         conn.execute("COMMIT")
         conn.close()
         try:
@@ -199,8 +219,11 @@ class Database:
         if version == SCHEMA_VERSION:
             return
         with self.write():
-            for v in range(version + 1, SCHEMA_VERSION + 1):
-                self.conn.executescript(MIGRATIONS[v])
+            # another process may have migrated while this one waited for the lock
+            current = int(self.meta("schema_version") or b"0")
+            for v in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _statements(MIGRATIONS[v]):
+                    self.execute(statement)
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
 
     def close(self) -> None:

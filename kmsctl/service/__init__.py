@@ -4,12 +4,14 @@ keyword arguments, return shapes and AWS-named exceptions."""
 from __future__ import annotations
 
 from kmsctl import errors
+from kmsctl.service.asymmetric import AsymmetricOps
 from kmsctl.service.crypto import CryptoOps
 from kmsctl.service.keys import KeyOps
+from kmsctl.service.rotation import RotationOps
 from kmsctl.service.tags import AliasTagOps
 
 
-class LocalKMS(KeyOps, AliasTagOps, CryptoOps):
+class LocalKMS(KeyOps, AliasTagOps, AsymmetricOps, CryptoOps, RotationOps):
     """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""
 
     exceptions = errors

@@ -30,11 +30,13 @@ Clock = Callable[[], float]
 Observer = Callable[[str, dict[str, Any], "dict[str, Any] | None", "E.KMSError | None"], None]
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:([^:]*):([^:]*):(key|alias)/(.+)$")
+# fullmatch only: "$" would also accept a trailing newline
+_ARN_RE = re.compile(r"arn:(aws[a-z-]*):kms:([^:]*):([^:]*):(key|alias)/(.+)")
 
 
-def operation(name: str, *, writes: bool = False) -> Callable[[F], F]:
-    """Declare an AWS operation: keyword arguments only, dispatched centrally."""
+def operation(name: str, *, writes: bool = False, maintenance: bool = False) -> Callable[[F], F]:
+    """Declare an AWS operation: keyword arguments only, dispatched centrally.
+    ``maintenance`` operations do the keyring's due work themselves."""
 
     def deco(fn: F) -> F:
         sig = inspect.signature(fn)
@@ -43,12 +45,29 @@ def operation(name: str, *, writes: bool = False) -> Callable[[F], F]:
         def wrapper(self: LocalKMSBase, *args: Any, **kwargs: Any) -> Any:
             if args:
                 raise TypeError(f"{fn.__name__}() takes keyword arguments only, as boto3 does")
-            return self._dispatch(name, fn, sig, kwargs, writes)
+            return self._dispatch(name, fn, sig, kwargs, writes, maintenance)
 
         wrapper.operation_name = name  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+DAY = 86400.0
+# the key columns _verify_key_row takes, in its order
+KEY_ROW = "key_state, key_spec, deletion_date, next_rotation, doc, mac"
+
+
+def _columns(doc: dict[str, Any]) -> tuple[Any, ...]:
+    """The index columns of a key row, as derived from its document."""
+    rotation = doc.get("Rotation") or {}
+    return (
+        doc.get("KeyId"),
+        doc.get("KeyState"),
+        doc.get("KeySpec"),
+        doc.get("DeletionDate"),
+        rotation.get("NextRotation"),
+    )
 
 
 def to_datetime(ts: float) -> datetime:
@@ -76,7 +95,13 @@ class LocalKMSBase:
 
     # ----- the one dispatch point -----
     def _dispatch(
-        self, name: str, fn: Callable[..., Any], sig: inspect.Signature, kwargs: dict[str, Any], writes: bool
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        sig: inspect.Signature,
+        kwargs: dict[str, Any],
+        writes: bool,
+        maintenance: bool = False,
     ) -> Any:
         response: dict[str, Any] | None = None
         error: E.KMSError | None = None
@@ -85,7 +110,8 @@ class LocalKMSBase:
                 sig.bind(self, **kwargs)
             except TypeError as exc:
                 raise E.ValidationException(f"{name}: {exc}") from None
-            self._complete_due_deletions()
+            if not maintenance and self.keyring.unlocked:
+                self._due_work(dry_run=False)
             with self.db.write() if writes else self.db.read():
                 response = fn(self, **kwargs)
             return response
@@ -96,16 +122,53 @@ class LocalKMSBase:
             for observe in self.observers:
                 observe(name, kwargs, response, error)
 
-    def _complete_due_deletions(self) -> None:
-        """A key whose deletion window has passed is destroyed, with its aliases and
-        material, before any operation can see it (there is no daemon to do it)."""
+    def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
+        """What time has made due, done before any operation can see the keyring
+        (there is no daemon): keys whose deletion window has passed are destroyed
+        with their aliases and material, and keys whose automatic rotation is due
+        are rotated, once however late. Only verified documents are acted on:
+        an edited index column can never destroy or rotate a key."""
         now = self.clock()
-        q = "SELECT key_id FROM keys WHERE deletion_date IS NOT NULL AND deletion_date <= ?"
-        if not self.db.query(q, (now,)):
-            return
-        with self.db.write():
-            for (key_id,) in self.db.query(q, (now,)):
-                self._destroy_key(key_id)
+        deletions = "SELECT key_id FROM keys WHERE deletion_date IS NOT NULL AND deletion_date <= ?"
+        rotations = (
+            "SELECT key_id FROM keys WHERE next_rotation IS NOT NULL AND next_rotation <= ? AND key_state = 'Enabled'"
+        )
+        report: dict[str, list[dict[str, Any]]] = {"DeletedKeys": [], "RotatedKeys": []}
+        if not self.db.query(deletions, (now,)) and not self.db.query(rotations, (now,)):
+            return report
+        with self.db.read() if dry_run else self.db.write():
+            for (key_id,) in self.db.query(deletions, (now,)):
+                doc = self._load_key(key_id)
+                if doc and doc["KeyState"] == "PendingDeletion" and doc["DeletionDate"] <= now:
+                    report["DeletedKeys"].append({"KeyId": key_id, "DeletionDate": to_datetime(doc["DeletionDate"])})
+                    if not dry_run:
+                        self._destroy_key(key_id)
+            for (key_id,) in self.db.query(rotations, (now,)):
+                doc = self._load_key(key_id)
+                rotation = (doc or {}).get("Rotation") or {}
+                if not doc or doc["KeyState"] != "Enabled" or not rotation.get("NextRotation"):
+                    continue
+                due = rotation["NextRotation"]
+                entry = {"KeyId": key_id, "RotationDate": to_datetime(due), "RotationType": "AUTOMATIC"}
+                if not dry_run:
+                    entry["KeyMaterialId"] = self._rotate(doc, "AUTOMATIC", due)
+                    # one period after the rotation is done, not after it was due:
+                    # a key found 400 days late rotates once, not four times
+                    rotation["Base"] = now
+                    rotation["NextRotation"] = now + rotation["PeriodDays"] * DAY
+                    self._save_key(doc)
+                report["RotatedKeys"].append(entry)
+        return report
+
+    def _rotate(self, doc: dict[str, Any], rotation_type: str, when: float) -> str:
+        """New current key material for a symmetric key; the old stays for Decrypt."""
+        from kmsctl.crypto import keygen
+
+        material_id = self._add_material(
+            doc["KeyId"], keygen.generate(doc["KeySpec"]), RotationType=rotation_type, RotationDate=when
+        )
+        doc["CurrentKeyMaterialId"] = material_id
+        return material_id
 
     def _destroy_key(self, key_id: str) -> None:
         for table in ("materials", "aliases", "keys"):
@@ -123,11 +186,11 @@ class LocalKMSBase:
         if not isinstance(ref, str) or not 1 <= len(ref) <= 2048:
             raise E.validation_error(ref, field, "Member must have length between 1 and 2048")
         if ref.startswith("arn:"):
-            m = _ARN_RE.match(ref)
+            m = _ARN_RE.fullmatch(ref)
             if not m:
                 raise E.InvalidArnException(f"Invalid arn {ref}")
-            region, account, kind, rest = m.groups()
-            if (region, account) != (self.region, self.account):
+            partition, region, account, kind, rest = m.groups()
+            if (partition, region, account) != ("aws", self.region, self.account):
                 what = "Alias" if kind == "alias" else "Key"
                 raise E.NotFoundException(f"{what} '{ref}' does not exist")
             return ("alias", "alias/" + rest) if kind == "alias" else ("key", rest)
@@ -152,42 +215,37 @@ class LocalKMSBase:
 
     # ----- key documents -----
     def _load_key(self, key_id: str) -> dict[str, Any] | None:
-        if not _UUID_RE.match(key_id):
+        if not _UUID_RE.fullmatch(key_id):
             return None
-        rows = self.db.query(
-            "SELECT key_state, key_spec, deletion_date, doc, mac FROM keys WHERE key_id = ?", (key_id,)
-        )
+        rows = self.db.query(f"SELECT {KEY_ROW} FROM keys WHERE key_id = ?", (key_id,))
         if not rows:
             return None
         return self._verify_key_row(key_id, *rows[0])
 
     def _verify_key_row(
-        self, key_id: str, state: str, spec: str, deletion: float | None, doc: bytes, mac: bytes
+        self,
+        key_id: str,
+        state: str,
+        spec: str,
+        deletion: float | None,
+        next_rotation: float | None,
+        doc: bytes,
+        mac: bytes,
     ) -> dict[str, Any]:
+        """The MAC covers the document; the index columns must agree with it."""
         out = self.keyring.check_doc(KEY_KIND, bytes(doc), bytes(mac), f"key {key_id}")
-        if (out.get("KeyId"), out.get("KeyState"), out.get("KeySpec"), out.get("DeletionDate")) != (
-            key_id,
-            state,
-            spec,
-            deletion,
-        ):
+        if _columns(out) != (key_id, state, spec, deletion, next_rotation):
             raise E.IntegrityError(f"{self.keyring.path}: key {key_id} fails its integrity check")
         return out
 
     def _save_key(self, doc: dict[str, Any]) -> None:
         raw = dumps(doc)
         self.db.execute(
-            "INSERT INTO keys(key_id, key_state, key_spec, deletion_date, doc, mac) VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(key_id) DO UPDATE SET key_state = excluded.key_state, key_spec = excluded.key_spec, "
-            "deletion_date = excluded.deletion_date, doc = excluded.doc, mac = excluded.mac",
-            (
-                doc["KeyId"],
-                doc["KeyState"],
-                doc["KeySpec"],
-                doc.get("DeletionDate"),
-                raw,
-                self.keyring.mac_doc(KEY_KIND, raw),
-            ),
+            "INSERT INTO keys(key_id, key_state, key_spec, deletion_date, next_rotation, doc, mac) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key_id) DO UPDATE SET key_state = excluded.key_state, "
+            "key_spec = excluded.key_spec, deletion_date = excluded.deletion_date, "
+            "next_rotation = excluded.next_rotation, doc = excluded.doc, mac = excluded.mac",
+            (*_columns(doc), raw, self.keyring.mac_doc(KEY_KIND, raw)),
         )
 
     # ----- aliases -----
@@ -306,6 +364,16 @@ class LocalKMSBase:
             (key_id, material_id, seq, raw, nonce, sealed),
         )
         return material_id
+
+    def _material_doc(self, key_id: str, material_id: str) -> dict[str, Any]:
+        """A material's metadata, verified by opening the material it describes."""
+        rows = self.db.query(
+            "SELECT doc, nonce, sealed FROM materials WHERE key_id = ? AND material_id = ?", (key_id, material_id)
+        )
+        doc, nonce, sealed = (bytes(x) for x in rows[0])
+        self.keyring.open_material(key_id, material_id, doc, nonce, sealed)
+        out: dict[str, Any] = json.loads(doc)
+        return out
 
     def _material_secret(self, key_id: str, material_id: str) -> bytes | None:
         rows = self.db.query(

@@ -11,10 +11,9 @@ from typing import Any
 from kmsctl import errors as E
 from kmsctl import model
 from kmsctl.crypto import keygen
-from kmsctl.service.base import LocalKMSBase, operation, to_datetime
+from kmsctl.service.base import DAY, KEY_ROW, LocalKMSBase, operation, to_datetime
 from kmsctl.service.tags import validate_tags
 
-_DAY = 86400.0
 MAX_KEYS = 100_000
 POLICY_MAX = 32768
 
@@ -156,11 +155,7 @@ class KeyOps(LocalKMSBase):
         if alias_prefix:
             where.append("key_id IN (SELECT key_id FROM aliases WHERE substr(name, 1, ?) = ?)")
             args += [len(alias_prefix), alias_prefix]
-        sql = (
-            "SELECT seq, key_id, key_state, key_spec, deletion_date, doc, mac FROM keys WHERE "
-            + " AND ".join(where)
-            + " ORDER BY seq LIMIT 200"
-        )
+        sql = f"SELECT seq, key_id, {KEY_ROW} FROM keys WHERE " + " AND ".join(where) + " ORDER BY seq LIMIT 200"
         while True:
             rows = self.db.query(sql, (after, *args))
             for seq, key_id, *rest in rows:
@@ -215,7 +210,7 @@ class KeyOps(LocalKMSBase):
             )
         key = self._key(KeyId, aliases=False)
         self._require_state(key, ("Enabled", "Disabled", "PendingImport"))
-        key.update(KeyState="PendingDeletion", DeletionDate=self.clock() + days * _DAY, PendingWindowInDays=days)
+        key.update(KeyState="PendingDeletion", DeletionDate=self.clock() + days * DAY, PendingWindowInDays=days)
         self._save_key(key)
         return {
             "KeyId": self.key_arn(key["KeyId"]),

@@ -37,7 +37,7 @@ def validate_tags(tags: Any) -> dict[str, str]:
 def _validate_alias_name(name: Any) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= model.ALIAS_NAME_MAX:
         raise E.validation_error(name, "aliasName", f"Member must have length between 1 and {model.ALIAS_NAME_MAX}")
-    if not _ALIAS_RE.match(name):
+    if not _ALIAS_RE.fullmatch(name):
         raise E.validation_error(
             name, "aliasName", "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
         )
