@@ -126,15 +126,26 @@ def sub(keyring_home: Path, passfile: Path) -> Any:
     exe = Path(sys.executable).with_name("kmsctl")
 
     def invoke(
-        *args: str, input: bytes | None = None, env: dict[str, str] | None = None, timeout: float = 60
+        *args: str,
+        input: bytes | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+        prefix: list[str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
+        """``prefix`` wraps the command (e.g. ``["faketime", "-f", "+95d"]``)."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("KMSCTL_")}
         full_env.update({"KMSCTL_HOME": str(keyring_home), "KMSCTL_PASSPHRASE_FILE": str(passfile)})
         full_env.update(env or {})
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "kmsctl"]
         stdin = None if input is not None else subprocess.DEVNULL
         return subprocess.run(
-            [*cmd, *args], input=input, stdin=stdin, env=full_env, capture_output=True, timeout=timeout, check=False
+            [*(prefix or []), *cmd, *args],
+            input=input,
+            stdin=stdin,
+            env=full_env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
 
     return invoke
