@@ -328,15 +328,20 @@ class LocalKMSBase:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @staticmethod
-    def _unmarker(op: str, marker: Any) -> Any:
+    def _unmarker(op: str, marker: Any, kind: type[int] | type[str]) -> Any:
+        """The position a marker from ``op`` holds, which must be a ``kind``;
+        anything else, however well-formed, is InvalidMarkerException."""
         if marker is None:
             return None
         try:
             raw = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4))
             data = json.loads(raw)
-            if data["op"] != op:
+            after = data["after"]
+            if data["op"] != op or type(after) is not kind:
                 raise ValueError(op)
-            return data["after"]
+            if kind is int and not 0 <= after < 2**63:
+                raise ValueError(after)
+            return after
         except (ValueError, KeyError, TypeError):
             raise E.InvalidMarkerException(f"Invalid marker: {marker!r} is not a marker from {op}") from None
 

@@ -120,7 +120,7 @@ class KeyOps(LocalKMSBase):
     ) -> dict[str, Any]:
         """ListKeys. The Filter* arguments are kmsctl extensions (AWS has none)."""
         limit = self._limit("ListKeys", Limit)
-        after = self._unmarker("ListKeys", Marker) or 0
+        after = self._unmarker("ListKeys", Marker, int) or 0
         if FilterKeyState is not None:
             _enum(FilterKeyState, "keyState", model.KEY_STATES)
         if FilterKeySpec is not None:
@@ -224,7 +224,10 @@ class KeyOps(LocalKMSBase):
         key = self._key(KeyId, aliases=False)
         if key["KeyState"] != "PendingDeletion":
             raise E.KMSInvalidStateException(f"{self.key_arn(key['KeyId'])} is not pending deletion.")
-        key.update(KeyState="Disabled", DeletionDate=None)
+        # back to Disabled, as AWS does; a key that never got its imported
+        # material goes back to waiting for it, so it can never become usable
+        has_material = bool(key.get("CurrentKeyMaterialId") or key.get("MaterialId"))
+        key.update(KeyState="Disabled" if has_material else "PendingImport", DeletionDate=None)
         key.pop("PendingWindowInDays", None)
         self._save_key(key)
         return {"KeyId": self.key_arn(key["KeyId"])}

@@ -95,7 +95,7 @@ class RotationOps(LocalKMSBase):
                 include, "includeKeyMaterial", "Member must satisfy enum value set: [ROTATIONS_ONLY, ALL_KEY_MATERIAL]"
             )
         limit = self._limit("ListKeyRotations", Limit)
-        after = self._unmarker("ListKeyRotations", Marker) or 0
+        after = self._unmarker("ListKeyRotations", Marker, int) or 0
         if include == "ROTATIONS_ONLY":
             after = max(after, 1)  # the original material (seq 1) is no rotation
         key = self._rotatable(KeyId, ("Enabled", "Disabled"))

@@ -114,7 +114,7 @@ class AliasTagOps(LocalKMSBase):
         self, *, KeyId: str | None = None, Limit: int | None = None, Marker: str | None = None
     ) -> dict[str, Any]:
         limit = self._limit("ListAliases", Limit)
-        after = self._unmarker("ListAliases", Marker) or ""
+        after = self._unmarker("ListAliases", Marker, str) or ""
         if KeyId is not None:
             key_id = self._key(KeyId, aliases=False)["KeyId"]
             rows = self.db.query(
@@ -156,7 +156,7 @@ class AliasTagOps(LocalKMSBase):
     @operation("ListResourceTags")
     def list_resource_tags(self, *, KeyId: str, Limit: int | None = None, Marker: str | None = None) -> dict[str, Any]:
         limit = self._limit("ListResourceTags", Limit)
-        after = self._unmarker("ListResourceTags", Marker) or ""
+        after = self._unmarker("ListResourceTags", Marker, str) or ""
         key = self._key(KeyId, aliases=False)
         items = ({"TagKey": k, "TagValue": v} for k, v in sorted(key.get("Tags", {}).items()) if k > after)
         page, more = self._page(items, limit)
