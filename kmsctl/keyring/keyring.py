@@ -16,7 +16,7 @@ from typing import Any
 
 from kmsctl.crypto import primitives as P
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
-from kmsctl.keyring.store import DB_NAME, Database, create_database, dumps
+from kmsctl.keyring.store import DB_NAME, Database, as_blob, create_database, dumps
 
 FORMAT = "kmsctl-keyring"
 FORMAT_VERSION = 1
@@ -118,17 +118,11 @@ class Keyring:
         # no umask games: SQLite gives the -wal and -shm files the database file's own mode (0600)
         self.db = Database(self.path)
         self.db.migrate()
-        raw = self.db.meta("header")
-        try:
-            self.header: dict[str, Any] = json.loads(raw or b"")
-            if self.header.get("format") != FORMAT:
-                raise ValueError("format")
-            self.keyring_id: str = self.header["keyring_id"]
-            self.region: str = self.header["region"]
-            self.account: str = self.header["account"]
-            self.protected: bool = bool(self.header["protected"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"{self.path}: the keyring header is damaged") from exc
+        self.header: dict[str, Any] = _checked_header(self.db.meta("header"), self.path)
+        self.keyring_id: str = self.header["keyring_id"]
+        self.region: str = self.header["region"]
+        self.account: str = self.header["account"]
+        self.protected: bool = self.header["protected"]
         self._mk: bytes | None = None
 
     # ----- unlocking -----
@@ -146,10 +140,11 @@ class Keyring:
         try:
             wrap = self.header["master_key"]
             nonce, wrapped = _unb64(wrap["nonce"]), _unb64(wrap["wrapped"])
+            kek = _kek(self.header, passphrase)
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{self.path}: the keyring header is damaged") from exc
         try:
-            return P.gcm_open(_kek(self.header, passphrase), nonce, wrapped, _mk_aad(self.header))
+            return P.gcm_open(kek, nonce, wrapped, _mk_aad(self.header))
         except P.AuthenticationFailed:
             if not self.protected:
                 raise IntegrityError(f"{self.path}: the keyring header is damaged") from None
@@ -164,10 +159,14 @@ class Keyring:
         if not rows:
             raise AccessDeniedException("the session has ended (locked, or from another keyring)", hint=relock)
         expires, nonce, wrapped = rows[0]
+        if not isinstance(expires, (int, float)):
+            raise AccessDeniedException("the session record is damaged", hint=relock)
         if expires <= now:
             raise AccessDeniedException("the session has expired", hint=relock)
         try:
-            mk = P.gcm_open(secret, bytes(nonce), bytes(wrapped), self._session_aad(sid, int(expires)))
+            mk = P.gcm_open(
+                secret, as_blob(nonce, "session"), as_blob(wrapped, "session"), self._session_aad(sid, int(expires))
+            )
         except P.AuthenticationFailed:
             raise AccessDeniedException("the session token is not valid for this keyring", hint=relock) from None
         self._set_mk(mk)
@@ -272,6 +271,39 @@ class Keyring:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _checked_header(raw: bytes | None, path: str) -> dict[str, Any]:
+    """The header, with every field the code relies on present and sane; the
+    MAC is checked once the master key is known. Anything else is damage."""
+    damaged = IntegrityError(f"{path}: the keyring header is damaged")
+    try:
+        header = json.loads(raw or b"")
+    except ValueError:
+        raise damaged from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise damaged
+    if header.get("version") != FORMAT_VERSION:
+        raise IntegrityError(
+            f"{path}: keyring format version {header.get('version')!r} is not one this kmsctl reads ({FORMAT_VERSION})",
+            hint="upgrade kmsctl",
+        )
+    strings = ("keyring_id", "region", "account")
+    wrap = header.get("master_key")
+    ok = all(isinstance(header.get(k), str) for k in strings) and isinstance(header.get("protected"), bool)
+    ok = ok and isinstance(wrap, dict) and all(isinstance(wrap.get(k), str) for k in ("nonce", "wrapped"))
+    if ok and header["protected"]:
+        kdf = header.get("kdf")
+        ok = isinstance(kdf, dict) and kdf.get("name") == "argon2id" and isinstance(kdf.get("salt"), str)
+        ints = [kdf.get(k) for k in ("iterations", "memory_kib", "lanes")] if ok and isinstance(kdf, dict) else []
+        ok = ok and all(type(v) is int for v in ints)
+        if ok and isinstance(kdf, dict):
+            # bounds that refuse nonsense and a denial of service (16 GiB, 64 passes)
+            ok = 1 <= kdf["lanes"] <= 64 and 8 * kdf["lanes"] <= kdf["memory_kib"] <= 16 << 20
+            ok = ok and 1 <= kdf["iterations"] <= 64
+    if not ok:
+        raise damaged
+    return header
 
 
 KEY_KIND = _MAC_KEY

@@ -84,13 +84,27 @@ def dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# what a damaged file can make sqlite3 raise: its own errors, and
+# UnicodeDecodeError when a damaged schema makes an error message non-UTF-8
+_DB_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
+
+
+def as_blob(value: Any, what: str) -> bytes:
+    """A BLOB column's value; anything else is a damaged row."""
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value)
+    raise IntegrityError(f"{what} is damaged (a {type(value).__name__} where bytes belong)")
+
+
 def connect(path: str) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
         # FULL: a committed key survives power loss, not only a killed process
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=OFF")
-    except sqlite3.DatabaseError as exc:
+        # ended sessions and destroyed material are overwritten, whatever the
+        # SQLite build's default
+        conn.execute("PRAGMA secure_delete=ON")
+    except _DB_ERRORS as exc:
         raise IntegrityError(f"{path}: cannot open the keyring database: {exc}") from exc
     return conn
 
@@ -110,12 +124,12 @@ def create_database(path: str, header: bytes, header_mac: bytes) -> None:
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO meta(name, value) VALUES (?, ?)",
-            [("schema_version", "1"), ("header", header), ("header_mac", header_mac)],
+            [("schema_version", b"1"), ("header", header), ("header_mac", header_mac)],
         )
         for version in range(2, SCHEMA_VERSION + 1):
             for statement in _statements(MIGRATIONS[version]):
                 conn.execute(statement)
-            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(version),))
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(version).encode(),))
         conn.execute("COMMIT")
         conn.close()
         try:
@@ -155,7 +169,8 @@ class Database:
             yield
         except BaseException:
             self._depth = 0
-            self.conn.execute("ROLLBACK")
+            with suppress(*_DB_ERRORS):  # the first error is the one to report
+                self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
         self._exec("COMMIT")
@@ -170,9 +185,13 @@ class Database:
         self._depth = 1
         try:
             yield
-        finally:
+        except BaseException:
             self._depth = 0
-            self.conn.execute("COMMIT")
+            with suppress(*_DB_ERRORS):
+                self.conn.execute("COMMIT")
+            raise
+        self._depth = 0
+        self._exec("COMMIT")
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:
@@ -183,13 +202,13 @@ class Database:
 
                 raise ConflictException(f"the keyring is busy: {exc}", hint="retry") from exc
             raise IntegrityError(f"{self.path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
+        except _DB_ERRORS as exc:
             raise IntegrityError(f"{self.path}: {exc}") from exc
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._exec(sql, args).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except _DB_ERRORS as exc:
             raise IntegrityError(f"{self.path}: {exc}") from exc
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
@@ -201,16 +220,23 @@ class Database:
         if not rows:
             return None
         value = rows[0][0]
-        return value.encode() if isinstance(value, str) else bytes(value)
+        if isinstance(value, str):  # as kmsctl 0.1 (schema 1) wrote schema_version
+            return value.encode()
+        return as_blob(value, f"{self.path}: keyring meta {name}")
 
     def set_meta(self, name: str, value: bytes) -> None:
         self.execute("INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", (name, value))
 
-    def migrate(self) -> None:
+    def schema_version(self) -> int:
         raw = self.meta("schema_version")
         if raw is None:
             raise IntegrityError(f"{self.path}: not a kmsctl keyring (no schema version)")
-        version = int(raw)
+        if not raw.isdigit() or int(raw) < 1:
+            raise IntegrityError(f"{self.path}: the keyring schema version {raw[:20]!r} is damaged")
+        return int(raw)
+
+    def migrate(self) -> None:
+        version = self.schema_version()
         if version > SCHEMA_VERSION:
             raise IntegrityError(
                 f"{self.path}: keyring schema {version} is newer than this kmsctl ({SCHEMA_VERSION})",
@@ -220,7 +246,7 @@ class Database:
             return
         with self.write():
             # another process may have migrated while this one waited for the lock
-            current = int(self.meta("schema_version") or b"0")
+            current = self.schema_version()
             for v in range(current + 1, SCHEMA_VERSION + 1):
                 for statement in _statements(MIGRATIONS[v]):
                     self.execute(statement)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from kmsctl import errors as E
 from kmsctl import model
 from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND, Keyring
-from kmsctl.keyring.store import dumps
+from kmsctl.keyring.store import as_blob, dumps
 
 F = TypeVar("F", bound=Callable[..., Any])
 Clock = Callable[[], float]
@@ -233,7 +233,7 @@ class LocalKMSBase:
         mac: bytes,
     ) -> dict[str, Any]:
         """The MAC covers the document; the index columns must agree with it."""
-        out = self.keyring.check_doc(KEY_KIND, bytes(doc), bytes(mac), f"key {key_id}")
+        out = self.keyring.check_doc(KEY_KIND, as_blob(doc, what := f"key {key_id}"), as_blob(mac, what), what)
         if _columns(out) != (key_id, state, spec, deletion, next_rotation):
             raise E.IntegrityError(f"{self.keyring.path}: key {key_id} fails its integrity check")
         return out
@@ -254,7 +254,7 @@ class LocalKMSBase:
         if not rows:
             return None
         key_id, doc, mac = rows[0]
-        out = self.keyring.check_doc(ALIAS_KIND, bytes(doc), bytes(mac), f"alias {name}")
+        out = self.keyring.check_doc(ALIAS_KIND, as_blob(doc, what := f"alias {name}"), as_blob(mac, what), what)
         if (out.get("AliasName"), out.get("TargetKeyId")) != (name, key_id):
             raise E.IntegrityError(f"{self.keyring.path}: alias {name} fails its integrity check")
         return out
@@ -339,7 +339,7 @@ class LocalKMSBase:
             after = data["after"]
             if data["op"] != op or type(after) is not kind:
                 raise ValueError(op)
-            if kind is int and not 0 <= after < 2**63:
+            if isinstance(after, int) and not 0 <= after < 2**63:
                 raise ValueError(after)
             return after
         except (ValueError, KeyError, TypeError):
@@ -375,7 +375,7 @@ class LocalKMSBase:
         rows = self.db.query(
             "SELECT doc, nonce, sealed FROM materials WHERE key_id = ? AND material_id = ?", (key_id, material_id)
         )
-        doc, nonce, sealed = (bytes(x) for x in rows[0])
+        doc, nonce, sealed = (as_blob(x, f"key material {material_id}") for x in rows[0])
         self.keyring.open_material(key_id, material_id, doc, nonce, sealed)
         out: dict[str, Any] = json.loads(doc)
         return out
@@ -386,5 +386,5 @@ class LocalKMSBase:
         )
         if not rows:
             return None
-        doc, nonce, sealed = (bytes(x) for x in rows[0])
+        doc, nonce, sealed = (as_blob(x, f"key material {material_id}") for x in rows[0])
         return self.keyring.open_material(key_id, material_id, doc, nonce, sealed)
