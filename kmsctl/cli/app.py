@@ -69,8 +69,14 @@ class App:
         return self.output
 
     def info(self, message: str) -> None:
+        """An informational message on stderr; -q silences it."""
         if not self.quiet:
-            sys.stderr.write(message + "\n")
+            self.warn(message)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr, which -q does not silence."""
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
     def write(self, data: bytes) -> None:
         self.stdout.write(data)

@@ -14,6 +14,9 @@ from kmsctl.cli.io import parse_duration
 from kmsctl.errors import AccessDeniedException
 from kmsctl.render import emit
 
+UNPROTECTED_WARNING = (
+    "kmsctl: WARNING: UNPROTECTED keyring: it has NO passphrase; anyone who can read its files can use its keys"
+)
 TTL_DEFAULT = "1h"
 TTL_MAX_S = 30 * 86400
 _REGION = re.compile(r"^([a-z]+-){2,3}\d+$")
@@ -69,9 +72,24 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
         sources = app.sources()
         if pass_file:
             sources.passphrase_file = pass_file
-        passphrase = sources.passphrase() if sources.has_passphrase_source() else sources.new_passphrase(None)
+        if sources.has_passphrase_source():
+            passphrase = sources.passphrase()
+        else:
+            try:
+                passphrase = sources.new_passphrase(None)
+            except AccessDeniedException:
+                raise AccessDeniedException(
+                    "no passphrase given and no terminal to ask for one",
+                    hint="give --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE, "
+                    "or --no-passphrase for an unprotected keyring",
+                ) from None
     kr.create(app.home, passphrase, region=region, account=account, created=_iso(app.clock()))
-    app.info(f"kmsctl: created keyring in {app.home}" + ("" if passphrase else " (UNPROTECTED: no passphrase)"))
+    app.info(f"kmsctl: created keyring in {app.home}")
+    if passphrase is None:
+        app.warn(UNPROTECTED_WARNING)
+    if app.mode() == "text":
+        app.write_text(app.home + "\n")
+        return
     emit(
         app,
         {"Home": app.home, "Region": region, "AWSAccountId": account, "Protected": passphrase is not None},
@@ -114,6 +132,9 @@ def unlock(app: App, ttl: str, pass_file: str | None, shell: bool) -> None:
     app.info(f"kmsctl: unlocked until {_iso(expires)}")
     if shell:
         app.write_text(f"export KMSCTL_SESSION={token}\n")
+        return
+    if app.mode() == "text":
+        app.write_text(token + "\n")
         return
     emit(
         app,
@@ -171,7 +192,7 @@ def status(app: App) -> None:
     state, expires = "locked", None
     if not keyring.protected:
         state = "unprotected"
-        app.info("kmsctl: WARNING: this keyring has NO passphrase; anyone who can read its files can use its keys")
+        app.warn(UNPROTECTED_WARNING)
     elif app.env.get("KMSCTL_SESSION"):
         try:
             keyring.unlock_with_session(app.env["KMSCTL_SESSION"], now)

@@ -211,7 +211,7 @@ def schedule_delete(app: App, key: str, days: int) -> None:
     """Schedule a key's deletion (ScheduleKeyDeletion).
 
     The key is unusable at once and destroyed, with its aliases and material,
-    when the window ends. Text columns: KeyId DeletionDate.
+    when the window ends. Text columns: KeyId DeletionDate KeyState PendingWindowInDays.
     """
     out = app.kms().schedule_key_deletion(KeyId=key_id_for_management(app, key), PendingWindowInDays=days)
     app.info(f"kmsctl: {key} will be deleted on {out['DeletionDate'].isoformat()}; 'kmsctl cancel-delete' until then")

@@ -15,11 +15,12 @@ if TYPE_CHECKING:
 
 
 def draw(app: App, columns: list[str], rows: list[list[str]], title: str | None) -> None:
-    console = Console(file=sys.stdout, no_color=app.no_color, highlight=False)
+    # --no-color / NO_COLOR: plain text, no colour and no bold either
+    console = Console(file=sys.stdout, color_system=None if app.no_color else "auto", highlight=False)
     if not rows:
         console.print(Text("(none)"))
         return
-    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    table = Table(title=title, box=box.SIMPLE_HEAD, header_style="" if app.no_color else "bold", pad_edge=False)
     for i, name in enumerate(columns):
         # the first column is the identifier: never broken across lines
         table.add_column(name, overflow="fold", no_wrap=i == 0)
