@@ -107,9 +107,9 @@ ALGORITHM_FIELD: Final = {
 # specs that CustomerMasterKeySpec (deprecated) cannot name; AWS omits it for them
 NO_CMK_SPEC: Final = frozenset({"ECC_NIST_EDWARDS25519", "ML_DSA_44", "ML_DSA_65", "ML_DSA_87"})
 
-# specs this build can create; the rest of SPEC_USAGES is refused with
-# UnsupportedOperationException until its cryptography lands
-SUPPORTED_SPECS: Final = frozenset({"SYMMETRIC_DEFAULT"})
+# specs this build can create; SM2 (AWS China Regions only) is refused with
+# UnsupportedOperationException
+SUPPORTED_SPECS: Final = frozenset(SPEC_USAGES) - {"SM2"}
 
 # ----- limits (aws-kms-reference.md section 3.3 and 5) -----
 PLAINTEXT_MAX: Final = 4096

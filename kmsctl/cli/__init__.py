@@ -39,6 +39,13 @@ COMMANDS: dict[str, str] = {
     "re-encrypt": "kmsctl.cli.crypto:re_encrypt",
     "data-key": "kmsctl.cli.crypto:data_key",
     "random": "kmsctl.cli.crypto:random",
+    "sign": "kmsctl.cli.sign:sign",
+    "verify": "kmsctl.cli.sign:verify",
+    "hmac": "kmsctl.cli.sign:hmac",
+    "verify-mac": "kmsctl.cli.sign:verify_mac",
+    "data-key-pair": "kmsctl.cli.sign:data_key_pair",
+    "public-key": "kmsctl.cli.sign:public_key",
+    "derive-shared-secret": "kmsctl.cli.sign:derive_shared_secret",
 }
 
 

@@ -49,6 +49,15 @@ def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
         write_binary(app, out[field], b64)
 
 
+def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None:
+    """An omitted --algorithm is the key's first (cli.md section 3). AWS itself
+    requires one for RSA keys, so for them the CLI fills it in."""
+    if algorithm or not key:
+        return algorithm
+    algorithms = app.kms().describe_key(KeyId=key)["KeyMetadata"].get("EncryptionAlgorithms") or []
+    return str(algorithms[0]) if algorithms and algorithms[0] != "SYMMETRIC_DEFAULT" else None
+
+
 def _ctx(pairs: tuple[str, ...], option: str = "--context") -> dict[str, str] | None:
     return parse_pairs(pairs, option) if pairs else None
 
@@ -56,7 +65,7 @@ def _ctx(pairs: tuple[str, ...], option: str = "--context") -> dict[str, str] | 
 @click.command()
 @key_option
 @context_option
-@click.option("--algorithm", metavar="A", help="Encryption algorithm; default SYMMETRIC_DEFAULT.")
+@click.option("--algorithm", metavar="A", help="SYMMETRIC_DEFAULT or RSAES_OAEP_SHA_1/_256; default: the key's first.")
 @base64_option
 @input_argument
 @click.pass_obj
@@ -70,15 +79,20 @@ def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None,
     args: dict[str, Any] = {"KeyId": key, "Plaintext": read_input(input_path, model.PLAINTEXT_MAX, "plaintext")}
     if context:
         args["EncryptionContext"] = _ctx(context)
+    algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["EncryptionAlgorithm"] = algorithm
     _respond(app, app.kms().encrypt(**args), "CiphertextBlob", b64)
 
 
 @click.command()
-@click.option("-k", "--key", "key", metavar="KEY", help="Fail unless the ciphertext is under this key.")
+@click.option(
+    "-k", "--key", "key", metavar="KEY", help="Fail unless the ciphertext is under this key; needed for RSA keys."
+)
 @context_option
-@click.option("--algorithm", metavar="A", help="Encryption algorithm; default SYMMETRIC_DEFAULT.")
+@click.option(
+    "--algorithm", metavar="A", help="RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256 for an RSA key; default: the key's first."
+)
 @base64_option
 @input_argument
 @click.pass_obj
@@ -88,6 +102,8 @@ def decrypt(
     """Decrypt a ciphertext blob, raw or base64, from INPUT (Decrypt).
 
     The blob names its key; -k only checks it. The plaintext is written as is.
+    Ciphertext from an RSA key is raw RSA-OAEP output: give -k (and --algorithm
+    if it is not the key's first, RSAES_OAEP_SHA_1).
     """
     data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
     args: dict[str, Any] = {"CiphertextBlob": data}
@@ -95,6 +111,7 @@ def decrypt(
         args["KeyId"] = key
     if context:
         args["EncryptionContext"] = _ctx(context)
+    algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["EncryptionAlgorithm"] = algorithm
     out = app.kms().decrypt(**args)
@@ -110,6 +127,8 @@ def decrypt(
 @click.option("-k", "--key", "key", required=True, metavar="DEST_KEY", help="The key to encrypt under now.")
 @click.option("--source-key", metavar="KEY", help="Fail unless the ciphertext is under this key.")
 @click.option("--source-context", multiple=True, metavar="K=V", help="The ciphertext's encryption context.")
+@click.option("--source-algorithm", metavar="A", help="RSAES_OAEP_SHA_* if --source-key is an RSA key.")
+@click.option("--algorithm", metavar="A", help="RSAES_OAEP_SHA_* if DEST_KEY is an RSA key.")
 @context_option
 @base64_option
 @input_argument
@@ -119,6 +138,8 @@ def re_encrypt(
     key: str,
     source_key: str | None,
     source_context: tuple[str, ...],
+    source_algorithm: str | None,
+    algorithm: str | None,
     context: tuple[str, ...],
     b64: bool,
     input_path: str,
@@ -133,6 +154,12 @@ def re_encrypt(
         args["SourceEncryptionContext"] = _ctx(source_context, "--source-context")
     if context:
         args["DestinationEncryptionContext"] = _ctx(context)
+    source_algorithm = _rsa_default(app, source_key, source_algorithm)
+    if source_algorithm:
+        args["SourceEncryptionAlgorithm"] = source_algorithm
+    algorithm = _rsa_default(app, key, algorithm)
+    if algorithm:
+        args["DestinationEncryptionAlgorithm"] = algorithm
     _respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
 
 
@@ -178,4 +205,4 @@ def random(app: App, nbytes: int, b64: bool) -> None:
     \b
     kmsctl random --bytes 32 --base64
     """
-    _respond(app, app.kms(unlock=False).generate_random(NumberOfBytes=nbytes), "Plaintext", b64)
+    _respond(app, app.kms().generate_random(NumberOfBytes=nbytes), "Plaintext", b64)

@@ -10,4 +10,7 @@ SYMMETRIC_KEY_SIZE = 32  # AES-256
 def generate(spec: str) -> bytes:
     if spec == "SYMMETRIC_DEFAULT":
         return random_bytes(SYMMETRIC_KEY_SIZE)
-    raise ValueError(f"no key generator for {spec}")
+    # asymmetric specs: DER PKCS#8; HMAC specs: raw keys of the digest's size
+    from kmsctl.crypto import asymmetric
+
+    return asymmetric.generate_private_key(spec)

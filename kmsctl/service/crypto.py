@@ -7,7 +7,7 @@ from typing import Any
 
 from kmsctl import errors as E
 from kmsctl import model
-from kmsctl.crypto import blob
+from kmsctl.crypto import asymmetric, blob
 from kmsctl.crypto.primitives import AuthenticationFailed, random_bytes
 from kmsctl.service.base import LocalKMSBase, operation
 
@@ -44,6 +44,12 @@ class CryptoOps(LocalKMSBase):
         self._require_state(key, _USABLE)
         self._require_usage(key, "ENCRYPT_DECRYPT", "this operation")
         allowed = model.SPEC_USAGES[key["KeySpec"]]["ENCRYPT_DECRYPT"]
+        if algorithm is not None and algorithm not in model.ENCRYPTION_ALGORITHMS:
+            raise E.validation_error(
+                algorithm,
+                "encryptionAlgorithm",
+                f"Member must satisfy enum value set: [{', '.join(model.ENCRYPTION_ALGORITHMS)}]",
+            )
         if (algorithm or allowed[0]) not in allowed:
             raise E.InvalidKeyUsageException(
                 f"Algorithm {algorithm} is not valid for {self.key_arn(key['KeyId'])}; use one of {', '.join(allowed)}"
@@ -64,7 +70,10 @@ class CryptoOps(LocalKMSBase):
         try:
             parsed = blob.parse(data)
         except blob.MalformedBlob as exc:
-            raise E.InvalidCiphertextException(f"The ciphertext is invalid: {exc}") from None
+            raise E.InvalidCiphertextException(
+                f"The ciphertext is invalid: {exc}",
+                hint="ciphertext from an RSA key needs its KeyId and EncryptionAlgorithm (RSAES_OAEP_SHA_*)",
+            ) from None
         if expected is not None:
             wanted = self._key(expected, field=field)
             if wanted["KeyId"] != parsed.key_id:
@@ -90,6 +99,58 @@ class CryptoOps(LocalKMSBase):
             ) from None
         return key, plaintext, parsed.material_id
 
+    # ----- RSA: the ciphertext is raw RSA-OAEP output, with no header and no context -----
+    def _key_secret(self, key: dict[str, Any]) -> bytes:
+        """The one material of an asymmetric or HMAC key (DER PKCS#8 or raw HMAC key)."""
+        material_id = key.get("MaterialId") or key.get("CurrentKeyMaterialId")
+        secret = self._material_secret(key["KeyId"], material_id) if material_id else None
+        if secret is None:
+            raise E.IntegrityError(f"{self.keyring.path}: the material of key {key['KeyId']} is missing")
+        return secret
+
+    def _rsa_algorithm(self, key: dict[str, Any], algorithm: Any, context: Any, field: str) -> str:
+        """AWS requires the algorithm for asymmetric keys, which take no encryption context."""
+        if algorithm is None:
+            allowed = model.SPEC_USAGES[key["KeySpec"]]["ENCRYPT_DECRYPT"]
+            raise E.InvalidKeyUsageException(
+                f"{self.key_arn(key['KeyId'])} is an asymmetric {key['KeySpec']} key: the encryption algorithm "
+                f"is required; use one of {', '.join(allowed)}"
+            )
+        if context:
+            raise E.ValidationException(
+                f"{field} is not supported with asymmetric key {self.key_arn(key['KeyId'])}: "
+                "an encryption context is valid only with symmetric encryption keys"
+            )
+        return str(algorithm)
+
+    def _rsa_encrypt(self, key: dict[str, Any], algorithm: str, plaintext: bytes) -> bytes:
+        limit = asymmetric.rsa_max_plaintext(key["KeySpec"], algorithm)
+        if len(plaintext) > limit:
+            raise E.ValidationException(
+                f"Plaintext is {len(plaintext)} bytes; {algorithm} with {key['KeySpec']} encrypts at most {limit}"
+            )
+        return asymmetric.rsa_encrypt(self._key_secret(key), algorithm, plaintext)
+
+    def _rsa_decrypt(
+        self, data: bytes, ref: Any, algorithm: Any, context: Any, fields: tuple[str, str]
+    ) -> tuple[dict[str, Any], bytes, str]:
+        """Decrypt raw RSA-OAEP ciphertext -> (key doc, plaintext, algorithm)."""
+        if ref is None:
+            raise E.ValidationException(
+                f"{fields[0]} is required to decrypt ciphertext under an asymmetric key ({algorithm})"
+            )
+        key = self._encryption_key(ref, algorithm)
+        algorithm = self._rsa_algorithm(key, algorithm, _context(context, fields[1]), fields[1])
+        try:
+            if len(data) != asymmetric.RSA_BITS[key["KeySpec"]] // 8:
+                raise AuthenticationFailed
+            plaintext = asymmetric.rsa_decrypt(self._key_secret(key), algorithm, data)
+        except AuthenticationFailed:
+            raise E.InvalidCiphertextException(
+                f"The ciphertext is invalid: it does not decrypt with {self.key_arn(key['KeyId'])} and {algorithm}"
+            ) from None
+        return key, plaintext, algorithm
+
     # ----- operations -----
     @operation("Encrypt")
     def encrypt(
@@ -105,13 +166,19 @@ class CryptoOps(LocalKMSBase):
         plaintext = _bytes(Plaintext, "Plaintext", 1, model.PLAINTEXT_MAX)
         context = _context(EncryptionContext)
         key = self._encryption_key(KeyId, EncryptionAlgorithm)
+        algorithm = "SYMMETRIC_DEFAULT"
+        if key["KeySpec"] != "SYMMETRIC_DEFAULT":
+            algorithm = self._rsa_algorithm(key, EncryptionAlgorithm, context, "EncryptionContext")
         if DryRun:
             raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
-        ciphertext, _ = self._seal(key, plaintext, context)
+        if algorithm != "SYMMETRIC_DEFAULT":
+            ciphertext = self._rsa_encrypt(key, algorithm, plaintext)
+        else:
+            ciphertext, _ = self._seal(key, plaintext, context)
         return {
             "CiphertextBlob": ciphertext,
             "KeyId": self.key_arn(key["KeyId"]),
-            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithm": algorithm,
         }
 
     @operation("Decrypt")
@@ -127,7 +194,12 @@ class CryptoOps(LocalKMSBase):
     ) -> dict[str, Any]:
         data = _bytes(CiphertextBlob, "CiphertextBlob", 1, model.CIPHERTEXT_MAX)
         if EncryptionAlgorithm not in (None, "SYMMETRIC_DEFAULT"):
-            raise E.InvalidKeyUsageException(f"Algorithm {EncryptionAlgorithm} is not valid for this ciphertext")
+            key, plaintext, algorithm = self._rsa_decrypt(
+                data, KeyId, EncryptionAlgorithm, EncryptionContext, ("KeyId", "EncryptionContext")
+            )
+            if DryRun:
+                raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            return {"KeyId": self.key_arn(key["KeyId"]), "Plaintext": plaintext, "EncryptionAlgorithm": algorithm}
         key, plaintext, material_id = self._unseal(data, _context(EncryptionContext), KeyId, "keyId")
         if DryRun:
             raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
@@ -153,25 +225,43 @@ class CryptoOps(LocalKMSBase):
         DryRun: bool = False,
     ) -> dict[str, Any]:
         data = _bytes(CiphertextBlob, "CiphertextBlob", 1, model.CIPHERTEXT_MAX)
-        if SourceEncryptionAlgorithm not in (None, "SYMMETRIC_DEFAULT"):
-            raise E.InvalidKeyUsageException(f"Algorithm {SourceEncryptionAlgorithm} is not valid for this ciphertext")
         dest_context = _context(DestinationEncryptionContext, "DestinationEncryptionContext")
-        source, plaintext, source_material = self._unseal(
-            data, _context(SourceEncryptionContext, "SourceEncryptionContext"), SourceKeyId, "sourceKeyId"
-        )
+        source_material: str | None = None
+        dest_material: str | None = None
+        source_algorithm = dest_algorithm = "SYMMETRIC_DEFAULT"
+        if SourceEncryptionAlgorithm not in (None, "SYMMETRIC_DEFAULT"):
+            source, plaintext, source_algorithm = self._rsa_decrypt(
+                data,
+                SourceKeyId,
+                SourceEncryptionAlgorithm,
+                SourceEncryptionContext,
+                ("SourceKeyId", "SourceEncryptionContext"),
+            )
+        else:
+            source, plaintext, source_material = self._unseal(
+                data, _context(SourceEncryptionContext, "SourceEncryptionContext"), SourceKeyId, "sourceKeyId"
+            )
         dest = self._encryption_key(DestinationKeyId, DestinationEncryptionAlgorithm)
+        if dest["KeySpec"] != "SYMMETRIC_DEFAULT":
+            dest_algorithm = self._rsa_algorithm(
+                dest, DestinationEncryptionAlgorithm, dest_context, "DestinationEncryptionContext"
+            )
         if DryRun:
             raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
-        ciphertext, dest_material = self._seal(dest, plaintext, dest_context)
-        return {
+        if dest_algorithm != "SYMMETRIC_DEFAULT":
+            ciphertext = self._rsa_encrypt(dest, dest_algorithm, plaintext)
+        else:
+            ciphertext, dest_material = self._seal(dest, plaintext, dest_context)
+        out = {
             "CiphertextBlob": ciphertext,
             "SourceKeyId": self.key_arn(source["KeyId"]),
             "KeyId": self.key_arn(dest["KeyId"]),
-            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "SourceEncryptionAlgorithm": source_algorithm,
+            "DestinationEncryptionAlgorithm": dest_algorithm,
             "SourceKeyMaterialId": source_material,
             "DestinationKeyMaterialId": dest_material,
         }
+        return {k: v for k, v in out.items() if v is not None}  # material IDs: symmetric keys only
 
     def _data_key(self, KeyId: Any, KeySpec: Any, NumberOfBytes: Any, context: Any) -> dict[str, Any]:
         if (KeySpec is None) == (NumberOfBytes is None):
