@@ -744,6 +744,7 @@ def test_version_1_keyring_is_upgraded_on_open(populated: Populated, tmp_path: P
     home = populated.copy(tmp_path / "v1")
     conn = sqlite3.connect(home / "keyring.db", isolation_level=None)
     conn.executescript(
+        "DROP TABLE audit; DROP TABLE audit_pending; DELETE FROM meta WHERE name LIKE 'audit_%';"
         "DROP INDEX keys_rotation; DROP INDEX materials_seq; ALTER TABLE keys DROP COLUMN next_rotation;"
         "UPDATE meta SET value = '1' WHERE name = 'schema_version';"
     )
@@ -792,6 +793,11 @@ def test_unknown_header_version_is_refused(keyring_home: Path) -> None:
 SCHEMA_OBJECTS = {
     ("index", "keys_rotation"),
     ("index", "materials_seq"),
+    ("table", "audit"),
+    ("table", "audit_pending"),
+    ("index", "audit_key"),
+    ("index", "audit_event"),
+    ("index", "audit_time"),
     ("table", "meta"),
     ("table", "keys"),
     ("table", "materials"),
@@ -840,8 +846,9 @@ def test_keyring_follows_format_md(spec_keyring: dict[str, Any]) -> None:
     objects = set(sql(home, "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
     assert objects == SCHEMA_OBJECTS
     meta = {name: value for name, value in sql(home, "SELECT name, value FROM meta")}
-    assert set(meta) == {"schema_version", "header", "header_mac"}
-    assert _schema_version(home) == "2"
+    # audit_head appears with the first audit record (docs/AUDIT.md)
+    assert set(meta) - {"audit_head"} == {"schema_version", "header", "header_mac"}
+    assert _schema_version(home) == str(store.SCHEMA_VERSION)
     columns = [row[1] for row in sql(home, "PRAGMA table_info(keys)")]
     assert columns == ["seq", "key_id", "key_state", "key_spec", "deletion_date", "doc", "mac", "next_rotation"]
 

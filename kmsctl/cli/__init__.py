@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "rotation": "kmsctl.cli.rotation:rotation",
     "maintain": "kmsctl.cli.rotation:maintain",
     "alias": "kmsctl.cli.aliases:alias",
+    "audit": "kmsctl.cli.audit:audit",
     "tag": "kmsctl.cli.aliases:tag",
     "encrypt": "kmsctl.cli.crypto:encrypt",
     "decrypt": "kmsctl.cli.crypto:decrypt",

@@ -98,14 +98,17 @@ class App:
             self._keyring = Keyring(self.home)
         return self._keyring
 
-    def kms(self, *, unlock: bool = True) -> LocalKMS:
-        """The KMS client, with the keyring unlocked (cli.md section 6)."""
+    def kms(self) -> LocalKMS:
+        """The KMS client; it unlocks the keyring (cli.md section 6) when an
+        operation first needs it."""
         if self._kms is None:
             from kmsctl.keyring.unlock import unlock as do_unlock
             from kmsctl.service import LocalKMS
 
             keyring = self.keyring()
-            if unlock and not keyring.unlocked:
-                do_unlock(keyring, self.sources(), self.clock())
-            self._kms = LocalKMS(keyring, clock=self.clock)
+            # unlocked by the first operation that needs it, so that a wrong
+            # passphrase is recorded in the audit trail under that operation
+            self._kms = LocalKMS(
+                keyring, clock=self.clock, unlocker=lambda: do_unlock(keyring, self.sources(), self.clock())
+            )
         return self._kms

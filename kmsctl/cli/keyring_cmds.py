@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +13,7 @@ import click
 from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import parse_duration
-from kmsctl.errors import AccessDeniedException
+from kmsctl.errors import AccessDeniedException, KMSError
 from kmsctl.render import emit
 
 UNPROTECTED_WARNING = (
@@ -30,6 +32,20 @@ def _check(pattern: re.Pattern[str], what: str) -> Any:
         return value
 
     return callback
+
+
+@contextmanager
+def recorded(app: App, name: str, request: dict[str, Any] | None = None) -> Iterator[None]:
+    """An audit record for a keyring command (they are outside the KMS API)."""
+    from kmsctl.service.audit import record_keyring_event
+
+    try:
+        yield
+    except KMSError as exc:
+        with suppress(KMSError):  # the command's own error is the one to report
+            record_keyring_event(app.keyring(), name, app.clock(), exc, request)
+        raise
+    record_keyring_event(app.keyring(), name, app.clock(), None, request)
 
 
 def _iso(ts: float) -> str:
@@ -121,14 +137,15 @@ def unlock(app: App, ttl: str, pass_file: str | None, shell: bool) -> None:
     if seconds > TTL_MAX_S:
         raise click.BadParameter("a session lasts at most 30d", param_hint="--ttl")
     keyring = app.keyring()
-    if keyring.protected:
-        sources = app.sources()
-        if pass_file:
-            sources.passphrase_file = pass_file
-        keyring.unlock_with_passphrase(sources.passphrase())
-    else:
-        keyring.unlock_unprotected()
-    token, expires = keyring.new_session(app.clock(), seconds)
+    with recorded(app, "Unlock", {"ttlSeconds": seconds}):
+        if keyring.protected:
+            sources = app.sources()
+            if pass_file:
+                sources.passphrase_file = pass_file
+            keyring.unlock_with_passphrase(sources.passphrase())
+        else:
+            keyring.unlock_unprotected()
+        token, expires = keyring.new_session(app.clock(), seconds)
     app.info(f"kmsctl: unlocked until {_iso(expires)}")
     if shell:
         app.write_text(f"export KMSCTL_SESSION={token}\n")
@@ -149,7 +166,8 @@ def unlock(app: App, ttl: str, pass_file: str | None, shell: bool) -> None:
 @click.pass_obj
 def lock(app: App) -> None:
     """End every session of this keyring at once (no passphrase needed)."""
-    ended = app.keyring().end_sessions()
+    with recorded(app, "Lock"):
+        ended = app.keyring().end_sessions()
     app.info(f"kmsctl: locked; {ended} session(s) ended")
 
 
@@ -169,13 +187,14 @@ def passwd(app: App, old_file: str | None, new_file: str | None) -> None:
     """
     keyring = app.keyring()
     sources = app.sources()
-    if keyring.protected:
-        if old_file:
-            sources.passphrase_file = old_file
-        keyring.unlock_with_passphrase(sources.passphrase("Current passphrase: "))
-    else:
-        keyring.unlock_unprotected()
-    keyring.change_passphrase(sources.new_passphrase(new_file))
+    with recorded(app, "ChangePassphrase"):
+        if keyring.protected:
+            if old_file:
+                sources.passphrase_file = old_file
+            keyring.unlock_with_passphrase(sources.passphrase("Current passphrase: "))
+        else:
+            keyring.unlock_unprotected()
+        keyring.change_passphrase(sources.new_passphrase(new_file))
     app.info("kmsctl: passphrase changed; every session has ended")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from kmsctl.errors import IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -69,6 +69,23 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE keys ADD COLUMN next_rotation REAL;
     CREATE INDEX keys_rotation ON keys(next_rotation) WHERE next_rotation IS NOT NULL;
     CREATE INDEX materials_seq ON materials(key_id, seq);
+    """,
+    # 3: the audit trail (kmsctl/keyring/audit.py, docs/AUDIT.md)
+    3: """
+    CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        event_time REAL NOT NULL,
+        event_name TEXT NOT NULL,
+        key_id TEXT,
+        error_code TEXT,
+        record BLOB NOT NULL,
+        prev BLOB NOT NULL,
+        mac BLOB NOT NULL
+    );
+    CREATE INDEX audit_key ON audit(key_id, seq) WHERE key_id IS NOT NULL;
+    CREATE INDEX audit_event ON audit(event_name, seq);
+    CREATE INDEX audit_time ON audit(event_time);
+    CREATE TABLE audit_pending (id INTEGER PRIMARY KEY, event_time REAL NOT NULL, record BLOB NOT NULL);
     """,
 }
 
@@ -153,6 +170,21 @@ class Database:
         self._depth = 0
 
     # ----- transactions -----
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
+
+    @contextmanager
+    def relaxed_durability(self) -> Iterator[None]:
+        """synchronous=NORMAL for what follows (WAL: no fsync at commit, still
+        atomic); for records whose loss in a power cut costs no key."""
+        self._exec("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            with suppress(*_DB_ERRORS):
+                self.conn.execute("PRAGMA synchronous=FULL")
+
     @contextmanager
     def write(self) -> Iterator[None]:
         """BEGIN IMMEDIATE: one writer at a time, others wait (busy timeout)."""

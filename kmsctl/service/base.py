@@ -1,56 +1,28 @@
-"""The local KMS client's core: one dispatch point, key lookup, key states.
-
-Operations are methods named like boto3's (``schedule_key_deletion``) taking
-AWS's keyword arguments and returning AWS's response dicts. Each is declared
-with ``@operation``, and every call passes through ``LocalKMSBase._dispatch``:
-argument checking, the transaction, completing due deletions, and the hook
-where access checks and the audit trail attach.
-"""
+"""The local KMS client's records: key lookup, key states, key documents,
+aliases, key material, metadata, pagination, and the due work of time.
+The dispatch point itself is ``kmsctl.service.dispatch``."""
 
 from __future__ import annotations
 
 import base64
-import functools
-import inspect
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from kmsctl import errors as E
 from kmsctl import model
-from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND, Keyring
+from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND
 from kmsctl.keyring.store import as_blob, dumps
+from kmsctl.service.dispatch import Clock, DispatchBase, Observer, operation
 
-F = TypeVar("F", bound=Callable[..., Any])
-Clock = Callable[[], float]
-Observer = Callable[[str, dict[str, Any], "dict[str, Any] | None", "E.KMSError | None"], None]
+__all__ = ["DAY", "KEY_ROW", "Clock", "LocalKMSBase", "Observer", "operation", "to_datetime"]
+
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # fullmatch only: "$" would also accept a trailing newline
 _ARN_RE = re.compile(r"arn:(aws[a-z-]*):kms:([^:]*):([^:]*):(key|alias)/(.+)")
-
-
-def operation(name: str, *, writes: bool = False, maintenance: bool = False) -> Callable[[F], F]:
-    """Declare an AWS operation: keyword arguments only, dispatched centrally.
-    ``maintenance`` operations do the keyring's due work themselves."""
-
-    def deco(fn: F) -> F:
-        sig = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(self: LocalKMSBase, *args: Any, **kwargs: Any) -> Any:
-            if args:
-                raise TypeError(f"{fn.__name__}() takes keyword arguments only, as boto3 does")
-            return self._dispatch(name, fn, sig, kwargs, writes, maintenance)
-
-        wrapper.operation_name = name  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return deco
 
 
 DAY = 86400.0
@@ -74,53 +46,8 @@ def to_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-class LocalKMSBase:
-    """State shared by the operation families (see ``kmsctl.service``)."""
-
-    def __init__(self, keyring: Keyring, clock: Clock = time.time) -> None:
-        self.keyring = keyring
-        self.db = keyring.db
-        self.clock = clock
-        self.region = keyring.region
-        self.account = keyring.account
-        self.observers: list[Observer] = []
-
-    def transaction(self) -> AbstractContextManager[None]:
-        """Several operations that land together or not at all."""
-        return self.db.write()
-
-    def snapshot(self) -> AbstractContextManager[None]:
-        """Several reads that see one consistent state."""
-        return self.db.read()
-
-    # ----- the one dispatch point -----
-    def _dispatch(
-        self,
-        name: str,
-        fn: Callable[..., Any],
-        sig: inspect.Signature,
-        kwargs: dict[str, Any],
-        writes: bool,
-        maintenance: bool = False,
-    ) -> Any:
-        response: dict[str, Any] | None = None
-        error: E.KMSError | None = None
-        try:
-            try:
-                sig.bind(self, **kwargs)
-            except TypeError as exc:
-                raise E.ValidationException(f"{name}: {exc}") from None
-            if not maintenance and self.keyring.unlocked:
-                self._due_work(dry_run=False)
-            with self.db.write() if writes else self.db.read():
-                response = fn(self, **kwargs)
-            return response
-        except E.KMSError as exc:
-            error = exc
-            raise
-        finally:
-            for observe in self.observers:
-                observe(name, kwargs, response, error)
+class LocalKMSBase(DispatchBase):
+    """State and helpers shared by the operation families (see ``kmsctl.service``)."""
 
     def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
         """What time has made due, done before any operation can see the keyring

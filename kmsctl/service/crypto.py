@@ -320,7 +320,7 @@ class CryptoOps(LocalKMSBase):
         del out["Plaintext"]
         return out
 
-    @operation("GenerateRandom")
+    @operation("GenerateRandom", unlock=False)
     def generate_random(
         self, *, NumberOfBytes: int | None = None, CustomKeyStoreId: str | None = None
     ) -> dict[str, Any]:

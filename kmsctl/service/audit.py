@@ -1,0 +1,158 @@
+"""Audit events in CloudTrail's shape, and the audit operations.
+
+Every operation that passes the dispatch point becomes one record (see
+``LocalKMSBase._dispatch``). A record names the operation, who ran it, which
+key, the parameters and response elements that are safe to log, and the
+error for a failure. What is never logged: plaintext, ciphertext bodies,
+signatures, MACs, data keys, shared secrets, passphrases. Blobs are replaced
+by their length, so a record still says how much was processed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from kmsctl import errors as E
+from kmsctl.keyring.audit import AuditTrail
+
+if TYPE_CHECKING:
+    from kmsctl.keyring.keyring import Keyring
+
+EVENT_VERSION = "1.08"
+EVENT_SOURCE = "kms.amazonaws.com"
+# operations that change nothing (CloudTrail's readOnly)
+READ_ONLY = frozenset(
+    {
+        "DescribeKey", "ListKeys", "ListAliases", "ListResourceTags", "GetKeyRotationStatus", "ListKeyRotations",
+        "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateRandom",
+        "Sign", "Verify", "GenerateMac", "VerifyMac", "GetPublicKey", "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret",
+    }
+)  # fmt: skip
+_KEY_FIELDS = ("KeyId", "TargetKeyId", "DestinationKeyId", "SourceKeyId")
+_MAX_VALUE = 512  # longer strings (descriptions, policies) are cut: a log is not a store
+
+
+def _camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _safe(value: Any) -> Any:
+    """A value as it may appear in a record: bytes become their length."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"length": len(bytes(value))}
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dict):
+        return {str(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value[:100]]
+    if isinstance(value, str) and len(value) > _MAX_VALUE:
+        return value[:_MAX_VALUE] + "…"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _elements(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not data:
+        return None
+    return {_camel(k): _safe(v) for k, v in data.items() if k not in ("GrantTokens", "DryRun")}
+
+
+def _identity() -> dict[str, Any]:
+    uid = os.getuid()
+    try:
+        import pwd
+
+        user = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        user = str(uid)
+    return {
+        "type": "LocalUser",
+        "principalId": str(uid),
+        "userName": user,
+        "hostName": os.uname().nodename,
+        "processId": os.getpid(),
+    }
+
+
+def build_event(
+    name: str,
+    request: dict[str, Any],
+    response: dict[str, Any] | None,
+    error: E.KMSError | None,
+    *,
+    when: float,
+    region: str,
+    account: str,
+    key_arn: str | None,
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "eventVersion": EVENT_VERSION,
+        "userIdentity": _identity(),
+        "eventTime": datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventSource": EVENT_SOURCE,
+        "eventName": name,
+        "awsRegion": region,
+        "sourceIPAddress": "localhost",
+        "userAgent": "kmsctl",
+        "requestParameters": _elements(request),
+        "responseElements": _elements(response),
+        "requestID": str(uuid.uuid4()),
+        "eventID": str(uuid.uuid4()),
+        "readOnly": name in READ_ONLY,
+        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn}] if key_arn else [],
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+        "recipientAccountId": account,
+        "eventCategory": "Management",
+    }
+    if error is not None:
+        event["errorCode"] = error.code
+        event["errorMessage"] = error.message
+    return event
+
+
+def record_keyring_event(
+    keyring: Keyring, name: str, when: float, error: E.KMSError | None = None, request: dict[str, Any] | None = None
+) -> None:
+    """A record for a keyring command outside the KMS API (Unlock, Lock,
+    ChangePassphrase): chained if the keyring is unlocked, pending if not."""
+    trail = AuditTrail(keyring.db, keyring.derive(b"audit") if keyring.unlocked else None)
+    event = build_event(
+        name, request or {}, None, error, when=when, region=keyring.region, account=keyring.account, key_arn=None
+    )
+    with keyring.db.write():
+        trail.append(event, when)
+
+
+def key_of(kms: Any, request: dict[str, Any], response: dict[str, Any] | None) -> str | None:
+    """The key an event is about, best effort and never failing: from the
+    response, else the request's key reference, else the ciphertext's header."""
+    try:
+        if response:
+            if isinstance(response.get("KeyMetadata"), dict):
+                return str(response["KeyMetadata"]["Arn"])
+            if isinstance(response.get("KeyId"), str) and response["KeyId"].startswith("arn:"):
+                return str(response["KeyId"])
+        for field in _KEY_FIELDS:
+            ref = request.get(field)
+            if isinstance(ref, str):
+                kind, value = kms._parse_ref(ref)
+                if kind == "alias":
+                    rows = kms.db.query("SELECT key_id FROM aliases WHERE name = ?", (value,))
+                    value = rows[0][0] if rows else None
+                if value:
+                    return str(kms.key_arn(value))
+        blob = request.get("CiphertextBlob")
+        if isinstance(blob, (bytes, bytearray)):
+            from kmsctl.crypto.blob import parse
+
+            return str(kms.key_arn(parse(bytes(blob)).key_id))
+    except Exception:  # noqa: S110 - an event without a key beats no event
+        pass
+    return None

@@ -1,0 +1,200 @@
+"""The one dispatch point every operation passes through.
+
+Operations are methods named like boto3's (``schedule_key_deletion``) taking
+AWS's keyword arguments and returning AWS's response dicts. Each is declared
+with ``@operation``; ``DispatchBase._dispatch`` then does, in order: argument
+checking, unlocking the keyring if the operation needs it, the due work of
+time (deletions, rotations), the operation in its transaction, and one audit
+record, successful or not. Access checks attach here too.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+from kmsctl import errors as E
+from kmsctl.keyring.audit import AuditTrail
+from kmsctl.keyring.keyring import Keyring
+
+F = TypeVar("F", bound=Callable[..., Any])
+Clock = Callable[[], float]
+Observer = Callable[[str, dict[str, Any], "dict[str, Any] | None", "E.KMSError | None"], None]
+Unlocker = Callable[[], None]
+
+
+def operation(name: str, *, writes: bool = False, maintenance: bool = False, unlock: bool = True) -> Callable[[F], F]:
+    """Declare an AWS operation: keyword arguments only, dispatched centrally.
+    ``maintenance`` operations do the keyring's due work themselves; ``unlock``
+    False ones (GenerateRandom) run on a locked keyring."""
+
+    def deco(fn: F) -> F:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(self: DispatchBase, *args: Any, **kwargs: Any) -> Any:
+            if args:
+                raise TypeError(f"{fn.__name__}() takes keyword arguments only, as boto3 does")
+            return self._dispatch(name, fn, sig, kwargs, writes=writes, maintenance=maintenance, unlock=unlock)
+
+        wrapper.operation_name = name  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+class DispatchBase:
+    def __init__(self, keyring: Keyring, clock: Clock = time.time, unlocker: Unlocker | None = None) -> None:
+        self.keyring = keyring
+        self.db = keyring.db
+        self.clock = clock
+        self.unlocker = unlocker
+        self.region = keyring.region
+        self.account = keyring.account
+        self.observers: list[Observer] = []
+        self._trail: AuditTrail | None = None
+        self._deferred: list[tuple[dict[str, Any], float]] = []
+
+    # ----- several operations at once (the CLI's create --alias, list) -----
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several operations that land together or not at all."""
+        self._ensure_unlocked_or_record()
+        try:
+            with self.db.write():
+                yield
+        finally:
+            self._flush_deferred()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Several reads that see one consistent state."""
+        self._ensure_unlocked_or_record()
+        try:
+            with self.db.read():
+                yield
+        finally:
+            self._flush_deferred()
+
+    # ----- unlocking -----
+    def _ensure_unlocked(self) -> None:
+        if self.keyring.unlocked:
+            return
+        if self.unlocker is None:
+            raise E.AccessDeniedException("the keyring is locked")
+        self.unlocker()
+        self._trail = None
+
+    def _ensure_unlocked_or_record(self) -> None:
+        try:
+            self._ensure_unlocked()
+        except E.KMSError as exc:
+            self._record("Unlock", {}, None, exc, self.clock())
+            raise
+
+    # ----- the dispatch point -----
+    def _dispatch(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        sig: inspect.Signature,
+        kwargs: dict[str, Any],
+        *,
+        writes: bool,
+        maintenance: bool,
+        unlock: bool,
+    ) -> Any:
+        response: dict[str, Any] | None = None
+        error: E.KMSError | None = None
+        when = self.clock()
+        try:
+            try:
+                sig.bind(self, **kwargs)
+            except TypeError as exc:
+                raise E.ValidationException(f"{name}: {exc}") from None
+            if unlock:
+                self._ensure_unlocked()
+            if not maintenance and self.keyring.unlocked:
+                self._due_work(dry_run=False)
+            if writes:
+                with self.db.write():
+                    response = fn(self, **kwargs)
+                    self._record(name, kwargs, response, None, when)  # in the change's own transaction
+            else:
+                with self.db.read():
+                    response = fn(self, **kwargs)
+                self._record(name, kwargs, response, None, when)
+            return response
+        except E.KMSError as exc:
+            error = exc
+            if response is None:  # the operation failed, not its record
+                self._record_failure(name, kwargs, exc, when)
+            raise
+        finally:
+            for observe in self.observers:
+                observe(name, kwargs, response, error)
+
+    # ----- the audit trail -----
+    def trail(self) -> AuditTrail:
+        if self._trail is None or (self._trail.key is None and self.keyring.unlocked):
+            key = self.keyring.derive(b"audit") if self.keyring.unlocked else None
+            self._trail = AuditTrail(self.db, key)
+        return self._trail
+
+    def _record(
+        self, name: str, request: dict[str, Any], response: dict[str, Any] | None, error: E.KMSError | None, when: float
+    ) -> None:
+        from kmsctl.service.audit import build_event, key_of
+
+        event = build_event(
+            name,
+            request,
+            response,
+            error,
+            when=when,
+            region=self.region,
+            account=self.account,
+            key_arn=key_of(self, request, response),
+        )
+        if error is not None and self.db.in_transaction:
+            # the caller's transaction may still roll back: keep the failure for later
+            self._deferred.append((event, when))
+            return
+        self._append(event, when)
+
+    def _record_failure(self, name: str, request: dict[str, Any], error: E.KMSError, when: float) -> None:
+        with suppress(E.KMSError):  # the operation's own error is the one to report
+            self._record(name, request, None, error, when)
+
+    def _append(self, event: dict[str, Any], when: float) -> None:
+        trail = self.trail()
+        if self.db.in_transaction:
+            with self.db.write():
+                trail.append(event, when)
+            return
+        # a read-only operation's record alone: no fsync wait (WAL, synchronous
+        # NORMAL); a crash may lose the newest records, never corrupt the chain
+        with self.db.relaxed_durability(), self.db.write():
+            trail.append(event, when)
+
+    def _flush_deferred(self) -> None:
+        if self.db.in_transaction:
+            return
+        deferred, self._deferred = self._deferred, []
+        for event, when in deferred:
+            with suppress(E.KMSError):
+                self._append(event, when)
+
+    # ----- provided by LocalKMSBase -----
+    def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def _parse_ref(self, ref: Any, field: str = "keyId") -> tuple[str, str]:
+        raise NotImplementedError
+
+    def key_arn(self, key_id: str) -> str:
+        raise NotImplementedError
