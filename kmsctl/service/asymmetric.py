@@ -11,13 +11,18 @@ symmetric ones in ``kmsctl.service.crypto``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kmsctl import errors as E
 from kmsctl import model
-from kmsctl.crypto import asymmetric as A
+from kmsctl._lazy import LazyModule
 from kmsctl.service.base import operation
 from kmsctl.service.crypto import CryptoOps, _bytes, _context
+
+if TYPE_CHECKING:
+    from kmsctl.crypto import asymmetric as A
+else:
+    A = LazyModule("kmsctl.crypto.asymmetric")
 
 _USABLE = ("Enabled",)
 _DRY_RUN = "The request would have succeeded, but the DryRun flag is set."

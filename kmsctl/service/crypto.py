@@ -3,13 +3,19 @@ GenerateDataKey, GenerateDataKeyWithoutPlaintext, GenerateRandom."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kmsctl import errors as E
 from kmsctl import model
-from kmsctl.crypto import asymmetric, blob
+from kmsctl._lazy import LazyModule
+from kmsctl.crypto import blob
 from kmsctl.crypto.primitives import AuthenticationFailed, random_bytes
 from kmsctl.service.base import LocalKMSBase, operation
+
+if TYPE_CHECKING:
+    from kmsctl.crypto import asymmetric
+else:
+    asymmetric = LazyModule("kmsctl.crypto.asymmetric")
 
 _USABLE = ("Enabled",)
 
