@@ -14,6 +14,7 @@ import click
 from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.options import AwsChoice
 from kmsctl.render import emit
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -165,9 +166,7 @@ def re_encrypt(
 
 @click.command("data-key")
 @key_option
-@click.option(
-    "--spec", type=click.Choice(list(model.DATA_KEY_SPECS), case_sensitive=False), help="AES_256 (default) or AES_128."
-)
+@click.option("--spec", type=AwsChoice(list(model.DATA_KEY_SPECS)), help="AES_256 (default) or AES_128.")
 @click.option("--bytes", "nbytes", type=int, metavar="N", help="A data key of N bytes (1-1024) instead of --spec.")
 @context_option
 @click.option("--no-plaintext", is_flag=True, help="Only the encrypted copy (GenerateDataKeyWithoutPlaintext).")

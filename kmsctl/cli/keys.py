@@ -10,16 +10,13 @@ import click
 from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import key_id_for_management, parse_pairs
+from kmsctl.cli.options import AwsChoice
 from kmsctl.render import emit
 
 KEY_COLUMNS = ["KeyId", "Arn", "KeyState", "KeySpec", "KeyUsage", "CreationDate", "DeletionDate", "Description"]
 LIST_COLUMNS = ["KeyId", "KeyState", "KeySpec", "KeyUsage", "Aliases", "Description"]
 
 key_argument = click.argument("key", metavar="KEY")
-
-
-def _upper(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
 
 
 def show_key(app: App, metadata: dict[str, Any]) -> None:
@@ -37,14 +34,12 @@ def show_key(app: App, metadata: dict[str, Any]) -> None:
     "--key-spec",
     default="SYMMETRIC_DEFAULT",
     show_default=True,
-    callback=_upper,
-    type=click.Choice(model.KEY_SPECS, case_sensitive=False),
+    type=AwsChoice(model.KEY_SPECS),
     help="What kind of key.",
 )
 @click.option(
     "--key-usage",
-    callback=_upper,
-    type=click.Choice(model.KEY_USAGES, case_sensitive=False),
+    type=AwsChoice(model.KEY_USAGES),
     help="What it is for; needed only where the spec allows more than one usage.",
 )
 @click.option("--description", default="", help="Free text, up to 8192 characters.")
@@ -54,8 +49,7 @@ def show_key(app: App, metadata: dict[str, Any]) -> None:
     "--origin",
     default="AWS_KMS",
     show_default=True,
-    callback=_upper,
-    type=click.Choice(["AWS_KMS", "EXTERNAL"], case_sensitive=False),
+    type=AwsChoice(["AWS_KMS", "EXTERNAL"]),
     help="EXTERNAL: key material to be imported.",
 )
 @click.pass_obj
@@ -105,14 +99,12 @@ def describe(app: App, key: str) -> None:
 @click.command("list")
 @click.option(
     "--state",
-    callback=_upper,
-    type=click.Choice([s.upper() for s in model.KEY_STATES], case_sensitive=False),
+    type=AwsChoice(model.KEY_STATES),
     help="Only keys in this state.",
 )
 @click.option(
     "--key-spec",
-    callback=_upper,
-    type=click.Choice(model.KEY_SPECS, case_sensitive=False),
+    type=AwsChoice(model.KEY_SPECS),
     help="Only keys of this spec.",
 )
 @click.option("--tag", "tag", metavar="K=V", help="Only keys with this tag.")
@@ -137,7 +129,7 @@ def list_(
     kms = app.kms()
     args: dict[str, Any] = {}
     if state:
-        args["FilterKeyState"] = {s.upper(): s for s in model.KEY_STATES}[state]
+        args["FilterKeyState"] = state
     if key_spec:
         args["FilterKeySpec"] = key_spec
     if tag:

@@ -17,6 +17,7 @@ from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, input_argument, key_option
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.options import AwsChoice
 from kmsctl.errors import ValidationException
 from kmsctl.render import emit
 
@@ -71,20 +72,20 @@ def from_pem_or_der(data: bytes, what: str = "public key") -> bytes:
 algorithm_help = "{}; default: the key's first ({})."
 message_type_option = click.option(
     "--message-type",
-    type=click.Choice(model.MESSAGE_TYPES, case_sensitive=False),
+    type=AwsChoice(model.MESSAGE_TYPES),
     default="RAW",
     show_default=True,
     help="RAW: kmsctl hashes INPUT; DIGEST: INPUT is the digest; EXTERNAL_MU: INPUT is ML-DSA's 64-byte mu.",
 )
 signing_algorithm_option = click.option(
     "--algorithm",
-    type=click.Choice(model.SIGNING_ALGORITHMS, case_sensitive=False),
+    type=AwsChoice(model.SIGNING_ALGORITHMS),
     metavar="A",
     help=algorithm_help.format("Signing algorithm, e.g. RSASSA_PSS_SHA_256, ECDSA_SHA_256", "describe shows them"),
 )
 mac_algorithm_option = click.option(
     "--algorithm",
-    type=click.Choice(model.MAC_ALGORITHMS, case_sensitive=False),
+    type=AwsChoice(model.MAC_ALGORITHMS),
     metavar="A",
     help=algorithm_help.format("MAC algorithm, HMAC_SHA_224/256/384/512", "its only one"),
 )
@@ -180,7 +181,7 @@ def verify_mac(app: App, key: str, mac_path: str, algorithm: str | None, input_p
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["pem", "der"], case_sensitive=False),
+    type=AwsChoice(["pem", "der"]),
     default="pem",
     show_default=True,
     help="PEM text or DER bytes, both X.509 SubjectPublicKeyInfo.",
@@ -208,7 +209,7 @@ def public_key(app: App, key: str, fmt: str, b64: bool) -> None:
 @click.option(
     "--spec",
     required=True,
-    type=click.Choice(model.DATA_KEY_PAIR_SPECS, case_sensitive=False),
+    type=AwsChoice(model.DATA_KEY_PAIR_SPECS),
     help="The kind of key pair (SM2 is refused).",
 )
 @context_option
