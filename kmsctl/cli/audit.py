@@ -17,7 +17,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_time(app: App, text: str, option: str) -> datetime:
-    """ISO 8601 (2026-11-28, 2026-11-28T10:00:00Z) or an age (30m, 12h, 7d ago)."""
+    """ISO 8601 (2026-11-28, 2026-11-28T10:00:00Z; UTC unless it says
+    otherwise) or an age before now (30s, 30m, 12h, 7d)."""
     m = _RELATIVE.fullmatch(text.strip())
     if m:
         return datetime.fromtimestamp(app.clock() - int(m.group(1)) * _UNITS[m.group(2)], UTC)

@@ -16,8 +16,11 @@ unlocks the keyring.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
+import math
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kmsctl.crypto import primitives as P
@@ -28,6 +31,61 @@ _LABEL = b"kmsctl audit v1\x00"
 _HEAD = b"kmsctl audit head v1\x00"
 _ANCHOR = b"kmsctl audit anchor v1\x00"
 GENESIS = bytes(32)
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # CloudTrail's eventTime
+_COLUMNS = "seq, event_time, event_name, key_id, error_code, record, prev, mac"
+
+
+def event_time_text(when: float) -> str:
+    """A record's eventTime, made from its event_time column's value, and
+    checked against it by verify for every record (hence a cached date, not a
+    datetime per call: a few times quicker). The second is the one
+    ``datetime.fromtimestamp(when, UTC)`` shows: rounded to the microsecond,
+    then truncated. ValueError outside the years 1 to 9999."""
+    if not math.isfinite(when):
+        raise ValueError(when)
+    frac, whole = math.modf(when)
+    micros = round(frac * 1e6)
+    seconds = int(whole) + (1 if micros >= 1_000_000 else -1 if micros < 0 else 0)
+    day, second = divmod(seconds, 86400)
+    date = _DAYS.get(day)
+    if date is None:
+        try:
+            date = (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)).strftime("%Y-%m-%d")
+        except OverflowError:
+            raise ValueError(when) from None
+        if len(_DAYS) > 10_000:
+            _DAYS.clear()
+        _DAYS[day] = date
+    hours, second = divmod(second, 3600)
+    return f"{date}T{hours:02d}:{second // 60:02d}:{second % 60:02d}Z"
+
+
+_DAYS: dict[int, str] = {}
+
+
+def _time_text_or_none(when: Any) -> str | None:
+    if not isinstance(when, float):
+        return None
+    try:
+        return event_time_text(when)
+    except ValueError:
+        return None
+
+
+def _parse_event_time(text: Any) -> float | None:
+    try:
+        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def key_id_of(event: dict[str, Any]) -> str | None:
+    """The key ID the key_id column holds for a record: its first resource's ARN's last part."""
+    resources = event.get("resources")
+    if not isinstance(resources, list) or not resources or not isinstance(resources[0], dict):
+        return None
+    arn = resources[0].get("ARN")
+    return (arn.rsplit("/", 1)[-1] or None) if isinstance(arn, str) else None
 
 
 def _pointer(key: bytes, label: bytes, seq: int, mac: bytes) -> bytes:
@@ -59,14 +117,12 @@ class AuditTrail:
         assert self.key is not None
         seq, prev = self._head()
         seq += 1
-        record = dumps(event)
+        # the eventTime in the record and the event_time column say the same (verify checks it)
+        record = dumps({**event, "eventTime": event_time_text(when)})
         mac = self._record_mac(seq, prev, record)
-        resources = event.get("resources") or [{}]
-        key_id = (resources[0].get("ARN") or "").rsplit("/", 1)[-1] or None
         self.db.execute(
-            "INSERT INTO audit(seq, event_time, event_name, key_id, error_code, record, prev, mac) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, when, event["eventName"], key_id, event.get("errorCode"), record, prev, mac),
+            f"INSERT INTO audit({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, when, event["eventName"], key_id_of(event), event.get("errorCode"), record, prev, mac),
         )
         self.db.set_meta("audit_head", _pointer(self.key, _HEAD, seq, mac))
 
@@ -78,17 +134,8 @@ class AuditTrail:
     def _adopt_pending(self) -> None:
         rows = self.db.query("SELECT id, event_time, record FROM audit_pending ORDER BY id")
         for row_id, when, raw in rows:
-            try:
-                event = json.loads(as_blob(raw, "a pending audit record"))
-                if not isinstance(event, dict) or not isinstance(event.get("eventName"), str):
-                    raise ValueError(raw)
-            except (ValueError, IntegrityError):
-                event = {"eventName": "DamagedPendingRecord"}
-            if not isinstance(when, (int, float)):
-                when = 0.0
-            # it could not be authenticated when it happened; say so
-            event["additionalEventData"] = {**(event.get("additionalEventData") or {}), "recordedBeforeUnlock": True}
-            self._chain(event, float(when))
+            event, when = _pending_event(raw, when)
+            self._chain(event, when)
             self.db.execute("DELETE FROM audit_pending WHERE id = ?", (row_id,))
 
     # ----- pointers -----
@@ -112,66 +159,130 @@ class AuditTrail:
         return self._read_pointer("audit_anchor", _ANCHOR) or (0, GENESIS)
 
     # ----- reading -----
+    def _checked(self, row: tuple[Any, ...], prev: bytes | None = None) -> tuple[dict[str, Any] | None, str]:
+        """(the record, "") if the row is genuine, else (None, what is wrong).
+        ``prev``: the MAC the chain says comes before it (else the row's own
+        ``prev`` column is used: a record checked on its own). The index
+        columns must say what the record says."""
+        seq, event_time, name, key_id, error_code, raw, stored_prev, mac = row
+        try:
+            record = as_blob(raw, "")
+            stored_prev, mac = as_blob(stored_prev, ""), as_blob(mac, "")
+        except IntegrityError:
+            return None, f"record {seq} is damaged (a column of the wrong type)"
+        if prev is not None and stored_prev != prev:
+            return None, f"record {seq} fails its integrity check (its prev column is not the MAC before it)"
+        if not _equal(self._record_mac(seq, stored_prev if prev is None else prev, record), mac):
+            return None, f"record {seq} fails its integrity check (edited, reordered or inserted)"
+        event = _decode(record.decode())
+        index = (event.get("eventName"), key_id_of(event), event.get("errorCode"), event.get("eventTime"))
+        stored = (name, key_id, error_code, _time_text_or_none(event_time))
+        if index != stored:
+            return None, f"record {seq} fails its integrity check (index columns edited)"
+        return event, ""
+
     def events(self, where: list[str], args: list[Any], limit: int) -> list[dict[str, Any]]:
-        """Newest first; each record checked on its own (its MAC over its own
-        seq, the MAC before it, and its bytes). ``verify`` checks the chain."""
-        sql = (
-            "SELECT seq, event_name, error_code, record, prev, mac FROM audit"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY seq DESC LIMIT ?"
-        )
-        out = []
-        for seq, name, error_code, raw, prev, mac in self.db.query(sql, (*args, limit)):
-            record = as_blob(raw, f"audit record {seq}")
-            if not _equal(self._record_mac(seq, as_blob(prev, "audit record"), record), as_blob(mac, "audit record")):
-                raise IntegrityError(f"audit record {seq} fails its integrity check")
-            event = json.loads(record)
-            if (event.get("eventName"), event.get("errorCode")) != (name, error_code):
-                raise IntegrityError(f"audit record {seq} fails its integrity check (index columns edited)")
-            out.append(event)
+        """Newest first. Each record is checked on its own (its MAC over its
+        own seq, the MAC before it, and its bytes; its index columns against
+        its bytes), next to its neighbours in the page (links, and no gap when
+        unfiltered), and the newest record against the head; ``verify``
+        checks the whole chain."""
+        sql = f"SELECT {_COLUMNS} FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
+        out: list[dict[str, Any]] = []
+        with self.db.read():
+            seq, mac, records = self._tail()
+            problem = self._head_problem(seq, mac, records=records)
+            if problem:
+                raise IntegrityError(f"audit trail: {problem}")
+            rows = self.db.query(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
+            newer: tuple[int, bytes] | None = None  # the record checked last: its seq and prev column
+            for row in rows:
+                event, problem = self._checked(row)
+                if event is None or (problem := _link_problem(newer, row[0], bytes(row[7]), where)):
+                    raise IntegrityError(f"audit trail: {problem}")
+                out.append(event)
+                newer = (row[0], bytes(row[6]))
+            if not where and len(rows) < limit:  # the page reaches the start: its oldest follows the anchor
+                problem = _link_problem(newer, *self._anchor(), where)
+                if problem:
+                    raise IntegrityError(f"audit trail: {problem}")
         return out
+
+    def _tail(self) -> tuple[int, bytes, bool]:
+        """The last record's (seq, MAC), or the anchor's; and whether the trail ever had a record."""
+        rows = self.db.query("SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1")
+        if rows:
+            return int(rows[0][0]), as_blob(rows[0][1], f"audit record {rows[0][0]}"), True
+        anchor = self._read_pointer("audit_anchor", _ANCHOR)
+        return (*(anchor or (0, GENESIS)), anchor is not None)
 
     def pending(self) -> int:
         return int(self.db.query("SELECT count(*) FROM audit_pending")[0][0])
 
     def ascending(self) -> Iterator[dict[str, Any]]:
-        """Every record, oldest first, for export (run ``verify`` to vouch for them)."""
-        for _, raw, _, _ in self._ascending():
-            yield json.loads(as_blob(raw, "audit record"))
+        """Every record, oldest first, for export: the chain is checked again
+        as it streams (IntegrityError at the first bad record)."""
+        with self.db.read():
+            seq, prev = self._anchor()
+            for row in self._ascending():
+                if row[0] != seq + 1:
+                    raise IntegrityError(f"audit trail: record {seq + 1} is missing (the next one is {row[0]})")
+                event, problem = self._checked(row, prev)
+                if event is None:
+                    raise IntegrityError(f"audit trail: {problem}")
+                seq, prev = row[0], bytes(row[7])
+                yield event
 
     def verify(self) -> tuple[int, str | None]:
-        """Walk the whole chain: (records checked, None) or (n, what is wrong first)."""
-        seq, prev = self._anchor()
-        checked = 0
-        for row_seq, raw, stored_prev, mac in self._ascending():
-            record, mac = as_blob(raw, "audit record"), as_blob(mac, "audit record")
-            if row_seq != seq + 1:
-                return checked, f"record {seq + 1} is missing (the next one is {row_seq})"
-            expected = self._record_mac(row_seq, prev, record)
-            if not _equal(expected, mac) or as_blob(stored_prev, "audit record") != prev:
-                return checked, f"record {row_seq} fails its integrity check (edited, reordered or inserted)"
-            seq, prev = row_seq, mac
-            checked += 1
+        """Walk the whole chain in one snapshot: (records checked, None) or
+        (records before the problem, what is wrong first)."""
+        with self.db.read():
+            anchor = self._read_pointer("audit_anchor", _ANCHOR)
+            seq, prev = anchor or (0, GENESIS)
+            checked = 0
+            for row in self._ascending():
+                if row[0] != seq + 1:
+                    return checked, f"record {seq + 1} is missing (the next one is {row[0]})"
+                event, problem = self._checked(row, prev)
+                if event is None:
+                    return checked, problem
+                seq, prev = row[0], bytes(row[7])
+                checked += 1
+            return checked, self._head_problem(seq, prev, records=bool(checked or anchor))
+
+    def _head_problem(self, seq: int, mac: bytes, *, records: bool) -> str | None:
+        """What is wrong with the head, given the last record (seq, mac); None if nothing."""
         head = self._read_pointer("audit_head", _HEAD)
-        if head is not None and head != (seq, prev):
-            return checked, f"the trail ends at record {seq} but its head says {head[0]}: records were cut off"
-        return checked, None
+        if head is None:
+            return "the trail's head is missing: records were cut off or the head deleted" if records else None
+        if head == (seq, mac):
+            return None
+        if head[0] > seq:
+            return f"record {seq + 1} is missing: the trail ends at record {seq} but its head says {head[0]} (cut off)"
+        if head[0] < seq:
+            return f"record {head[0] + 1} is past the trail's head ({head[0]}): inserted, or the head rolled back"
+        return f"record {seq} is not the one the trail's head names (replaced, or the head rolled back)"
 
     def _ascending(self) -> Iterator[tuple[Any, ...]]:
         after = -1
         while True:
-            batch = self.db.query(
-                "SELECT seq, record, prev, mac FROM audit WHERE seq > ? ORDER BY seq LIMIT 5000", (after,)
-            )
+            batch = self.db.query(f"SELECT {_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq LIMIT 5000", (after,))
             yield from batch
             if len(batch) < 5000:
                 return
             after = batch[-1][0]
 
     def prune(self, before: float) -> int:
-        """Drop records older than ``before``; the anchor keeps the rest verifiable."""
+        """Drop the oldest records, up to the first one at or after ``before``
+        (records are in chain order, which is not always time order: a record
+        is never dropped because an older one follows it); the anchor keeps
+        the rest verifiable."""
         assert self.key is not None
-        rows = self.db.query("SELECT seq, mac FROM audit WHERE event_time < ? ORDER BY seq DESC LIMIT 1", (before,))
+        first_kept = self.db.query("SELECT min(seq) FROM audit WHERE event_time >= ?", (before,))[0][0]
+        bound = "" if first_kept is None else " WHERE seq < ?"
+        rows = self.db.query(
+            f"SELECT seq, mac FROM audit{bound} ORDER BY seq DESC LIMIT 1", () if first_kept is None else (first_kept,)
+        )
         if not rows:
             return 0
         last, mac = rows[0]
@@ -180,6 +291,52 @@ class AuditTrail:
         return dropped
 
 
+def _link_problem(newer: tuple[int, bytes] | None, seq: int, mac: bytes, where: list[str]) -> str | None:
+    """What is wrong between record ``seq`` (its MAC ``mac``) and the record
+    after it in a newest-first page (``newer``: its seq and prev column).
+    Only an unfiltered page must have no gap."""
+    if newer is None:
+        return None
+    if not where and seq != newer[0] - 1:
+        return f"record {seq + 1} is missing (the next one is {newer[0]})"
+    if seq == newer[0] - 1 and newer[1] != mac:
+        return f"record {newer[0]} fails its integrity check (its prev column is not the MAC before it)"
+    return None
+
+
+def _pending_event(raw: Any, when: Any) -> tuple[dict[str, Any], float]:
+    """A pending record as it will be chained. Pending rows are not
+    authenticated: anything malformed becomes a DamagedPendingRecord (never a
+    crash that would stop every later command), and the record says it was
+    recorded before unlock. Its eventTime and event_time are made to agree."""
+    row_when = float(when) if isinstance(when, (int, float)) and not isinstance(when, bool) else None
+    try:
+        event = json.loads(as_blob(raw, "a pending audit record"))
+        if not (
+            isinstance(event, dict)
+            and isinstance(event.get("eventName"), str)
+            and isinstance(event.get("errorCode"), (str, type(None)))
+            and isinstance(event.get("additionalEventData"), (dict, type(None)))
+        ):
+            raise ValueError(raw)
+    except (ValueError, IntegrityError):
+        event = {"eventName": "DamagedPendingRecord"}
+    # the row's time if the record's eventTime agrees (it keeps the fraction),
+    # else the record's, else the row's; _chain makes both agree
+    recorded = _parse_event_time(event.get("eventTime"))
+    if row_when is None or (recorded is not None and _time_text_or_none(row_when) != event.get("eventTime")):
+        row_when = recorded if recorded is not None else row_when
+    if row_when is None or _time_text_or_none(row_when) is None:
+        row_when = 0.0
+    # it could not be authenticated when it happened; say so
+    event["additionalEventData"] = {**(event.get("additionalEventData") or {}), "recordedBeforeUnlock": True}
+    return event, row_when
+
+
 def _equal(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison of two MACs."""
-    return P.constant_time_equal(a, b)
+    """Constant-time comparison of two MACs (the standard library's: verify
+    compares a million, and P.constant_time_equal imports on every call)."""
+    return hmac.compare_digest(a, b)
+
+
+_decode = json.JSONDecoder().decode  # json.loads without its per-call set-up (verify parses every record)

@@ -168,11 +168,16 @@ class Database:
         self.path = path
         self.conn = connect(path)
         self._depth = 0
+        self._writing = False
 
     # ----- transactions -----
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
+
+    @property
+    def in_write_transaction(self) -> bool:
+        return self._depth > 0 and self._writing
 
     @contextmanager
     def relaxed_durability(self) -> Iterator[None]:
@@ -188,6 +193,10 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[None]:
         """BEGIN IMMEDIATE: one writer at a time, others wait (busy timeout)."""
+        if self._depth and not self._writing:
+            # upgrading a read snapshot fails at once (SQLITE_BUSY_SNAPSHOT)
+            # whenever another process has committed since it began
+            raise RuntimeError("a write inside a read snapshot")
         if self._depth:
             self._depth += 1
             try:
@@ -196,7 +205,7 @@ class Database:
                 self._depth -= 1
             return
         self._exec("BEGIN IMMEDIATE")
-        self._depth = 1
+        self._depth, self._writing = 1, True
         try:
             yield
         except BaseException:
@@ -214,7 +223,7 @@ class Database:
             yield
             return
         self._exec("BEGIN")
-        self._depth = 1
+        self._depth, self._writing = 1, False
         try:
             yield
         except BaseException:

@@ -5,18 +5,23 @@ Every operation that passes the dispatch point becomes one record (see
 key, the parameters and response elements that are safe to log, and the
 error for a failure. What is never logged: plaintext, ciphertext bodies,
 signatures, MACs, data keys, shared secrets, passphrases. Blobs are replaced
-by their length, so a record still says how much was processed.
+by their length, so a record still says how much was processed; so are the
+values of the fields that carry such data whatever their type (a str
+Plaintext is refused by the operation, but its failure is recorded), and,
+in a failure record, the text of any parameter no operation takes (a
+misspelt ``PlainText=``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from kmsctl import errors as E
-from kmsctl.keyring.audit import AuditTrail
+from kmsctl.keyring.audit import AuditTrail, event_time_text
 
 if TYPE_CHECKING:
     from kmsctl.keyring.keyring import Keyring
@@ -34,6 +39,16 @@ READ_ONLY = frozenset(
 )  # fmt: skip
 _KEY_FIELDS = ("KeyId", "TargetKeyId", "DestinationKeyId", "SourceKeyId")
 _MAX_VALUE = 512  # longer strings (descriptions, policies) are cut: a log is not a store
+# request and response fields that carry secret or bulk data: only their length is logged
+_OPAQUE = frozenset(
+    {
+        "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
+        "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
+        "passphrase", "sessiontoken",
+    }
+)  # fmt: skip
+# parameters that are not operations' own but appear in records (Unlock, AuditPrune)
+_OWN_PARAMETERS = frozenset({"ttlSeconds", "before"})
 
 
 def _camel(name: str) -> str:
@@ -57,10 +72,43 @@ def _safe(value: Any) -> Any:
     return str(value)
 
 
-def _elements(data: dict[str, Any] | None) -> dict[str, Any] | None:
+def _length(value: Any) -> dict[str, Any]:
+    """What a record keeps of a value that must not be logged."""
+    if isinstance(value, str):
+        return {"length": len(value.encode("utf-8", "replace"))}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"length": len(bytes(value))}
+    return {"omitted": type(value).__name__}
+
+
+@functools.cache
+def _parameters() -> frozenset[str]:
+    """Every parameter name some operation takes (looked up only for a failed
+    call's record, the one kind whose request may hold other names)."""
+    import inspect
+
+    from kmsctl.service import LocalKMS
+
+    names = set(_OWN_PARAMETERS)
+    for attr in dir(LocalKMS):
+        fn = getattr(LocalKMS, attr)
+        if hasattr(fn, "operation_name"):
+            names.update(inspect.signature(fn).parameters)
+    return frozenset(names)
+
+
+def _elements(data: dict[str, Any] | None, *, unknown_opaque: bool = False) -> dict[str, Any] | None:
     if not data:
         return None
-    return {_camel(k): _safe(v) for k, v in data.items() if k not in ("GrantTokens", "DryRun")}
+    out = {}
+    for k, v in data.items():
+        if k in ("GrantTokens", "DryRun"):
+            continue
+        hidden = str(k).lower() in _OPAQUE or (
+            unknown_opaque and k not in _parameters() and not isinstance(v, (bool, int, float, datetime, type(None)))
+        )
+        out[_camel(str(k))] = _length(v) if hidden else _safe(v)
+    return out
 
 
 def _identity() -> dict[str, Any]:
@@ -94,13 +142,13 @@ def build_event(
     event: dict[str, Any] = {
         "eventVersion": EVENT_VERSION,
         "userIdentity": _identity(),
-        "eventTime": datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "eventTime": event_time_text(when),
         "eventSource": EVENT_SOURCE,
         "eventName": name,
         "awsRegion": region,
         "sourceIPAddress": "localhost",
         "userAgent": "kmsctl",
-        "requestParameters": _elements(request),
+        "requestParameters": _elements(request, unknown_opaque=isinstance(error, E.ValidationException)),
         "responseElements": _elements(response),
         "requestID": str(uuid.uuid4()),
         "eventID": str(uuid.uuid4()),

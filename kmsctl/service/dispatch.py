@@ -64,6 +64,7 @@ class DispatchBase:
     def transaction(self) -> Iterator[None]:
         """Several operations that land together or not at all."""
         self._ensure_unlocked_or_record()
+        self._due_work(dry_run=False)
         try:
             with self.db.write():
                 yield
@@ -74,6 +75,7 @@ class DispatchBase:
     def snapshot(self) -> Iterator[None]:
         """Several reads that see one consistent state."""
         self._ensure_unlocked_or_record()
+        self._due_work(dry_run=False)
         try:
             with self.db.read():
                 yield
@@ -118,8 +120,8 @@ class DispatchBase:
                 raise E.ValidationException(f"{name}: {exc}") from None
             if unlock:
                 self._ensure_unlocked()
-            if not maintenance and self.keyring.unlocked:
-                self._due_work(dry_run=False)
+            if not maintenance and self.keyring.unlocked and not self.db.in_transaction:
+                self._due_work(dry_run=False)  # an outer transaction did it already
             if writes:
                 with self.db.write():
                     response = fn(self, **kwargs)
@@ -160,8 +162,9 @@ class DispatchBase:
             account=self.account,
             key_arn=key_of(self, request, response),
         )
-        if error is not None and self.db.in_transaction:
-            # the caller's transaction may still roll back: keep the failure for later
+        if self.db.in_transaction and (error is not None or not self.db.in_write_transaction):
+            # a failure inside the caller's transaction, which may still roll
+            # back, or any record inside a read snapshot: written after it ends
             self._deferred.append((event, when))
             return
         self._append(event, when)
