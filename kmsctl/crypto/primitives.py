@@ -61,12 +61,6 @@ def hmac_sha256_verify(key: bytes, data: bytes, tag: bytes) -> None:
         raise AuthenticationFailed from exc
 
 
-def constant_time_equal(a: bytes, b: bytes) -> bool:
-    from cryptography.hazmat.primitives import constant_time
-
-    return constant_time.bytes_eq(a, b)
-
-
 def argon2id(passphrase: bytes, salt: bytes, *, iterations: int, memory_kib: int, lanes: int) -> bytes:
     """Argon2id (RFC 9106) -> a 32-byte key-encryption key."""
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id

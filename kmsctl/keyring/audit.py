@@ -16,7 +16,6 @@ unlocks the keyring.
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import math
 from collections.abc import Iterator
@@ -334,8 +333,11 @@ def _pending_event(raw: Any, when: Any) -> tuple[dict[str, Any], float]:
 
 
 def _equal(a: bytes, b: bytes) -> bool:
-    """Constant-time comparison of two MACs (the standard library's: verify
-    compares a million, and P.constant_time_equal imports on every call)."""
+    """Constant-time comparison of two MACs. The standard library's hmac is
+    imported here, not at the top: it loads _hashlib (~8 ms), which no command
+    but the audit ones needs, and a repeated import is only a dict lookup."""
+    import hmac
+
     return hmac.compare_digest(a, b)
 
 
