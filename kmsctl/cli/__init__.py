@@ -50,6 +50,9 @@ COMMANDS: dict[str, str] = {
     "seal": "kmsctl.cli.seal:seal",
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",
+    "config": "kmsctl.cli.config_cmds:config",
+    "completion": "kmsctl.cli.complete:completion",
+    "help": "kmsctl.cli.manual:help_",
 }
 
 
@@ -96,6 +99,28 @@ def _accept_output_options(command: click.Command) -> None:
     )
 
 
+def _settings_first(command: click.Command) -> None:
+    """Read config.toml once a command's options are parsed (so --help never
+    reads it) and before its body runs: a broken file fails the command before
+    it has changed anything, not when it comes to print its result."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _settings_first(sub)
+        return
+    callback = command.callback
+    if callback is None or getattr(callback, "_settings_first", False):
+        return
+
+    def first_settings(*args: object, **kwargs: object) -> object:
+        app = click.get_current_context().find_object(App)
+        if app is not None:
+            app.config()
+        return callback(*args, **kwargs)
+
+    first_settings._settings_first = True  # type: ignore[attr-defined]
+    command.callback = first_settings
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -109,6 +134,11 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
         _accept_output_options(command)
+        from kmsctl.cli.complete import attach  # what TAB offers for KEY, enums, algorithms
+
+        attach(command)
+        if cmd_name not in ("completion", "help"):  # the two that never need a setting
+            _settings_first(command)
         return command
 
 
@@ -138,9 +168,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     type=click.Choice(OUTPUT_CHOICES),
     default="auto",
     show_default=True,
-    help="Result format: auto is a table on a terminal, text otherwise [env KMSCTL_OUTPUT].",
+    help="Result format: auto is a table on a terminal, text otherwise [env KMSCTL_OUTPUT; config output].",
 )
-@click.option("--no-color", is_flag=True, help="Plain output even on a terminal [env NO_COLOR].")
+@click.option("--no-color", is_flag=True, help="Plain output even on a terminal [env NO_COLOR; config color].")
 @click.option("-q", "--quiet", is_flag=True, help="No informational messages on stderr.")
 @click.option(
     "--passphrase-file",
@@ -180,10 +210,14 @@ def cli(
     4 key state forbids it, 5 locked or wrong passphrase, 6 ciphertext rejected,
     7 conflict or limit, 8 integrity check failed, 70 internal error, 130 interrupted.
     """
+    # a flag decides here; the environment, config.toml or the default when
+    # first read (App.setting), so that --help never opens config.toml
+    flag_output = ctx.get_parameter_source("output") is click.core.ParameterSource.COMMANDLINE
     ctx.obj = App.from_options(
         home=home,
-        output=output,
-        no_color=no_color or bool(os.environ.get("NO_COLOR")),
+        output=output if flag_output else None,
+        no_color=True if no_color else None,
+        flags={"output": output if flag_output else None, "color": False if no_color else None},
         quiet=quiet,
         passphrase_file=passphrase_file,
         debug=debug,
@@ -202,6 +236,10 @@ def _fail(code: str, message: str, exit_code: int) -> int:
 
 def run(args: list[str] | None = None) -> int:
     """Run the CLI and return the exit code; the single error boundary."""
+    if "_KMSCTL_COMPLETE" in os.environ:  # a TAB press (kmsctl completion): candidates only
+        from kmsctl.cli.complete import serve
+
+        return serve(cli)
     from kmsctl.errors import KMSError
 
     debug = bool(os.environ.get("KMSCTL_DEBUG")) or "--debug" in (args if args is not None else sys.argv[1:])

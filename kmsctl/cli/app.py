@@ -26,18 +26,23 @@ class App:
     def __init__(
         self,
         home: str,
-        output: str = "auto",
-        no_color: bool = False,
+        output: str | None = "auto",
+        no_color: bool | None = False,
         quiet: bool = False,
         passphrase_file: str | None = None,
         debug: bool = False,
         env: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         prompt: Callable[[str], str] | None = None,
+        flags: Mapping[str, Any] | None = None,
     ) -> None:
         self.home = home
-        self.output = output
-        self.no_color = no_color
+        # None: not given on the command line; resolved from the environment,
+        # config.toml or the default when first read (kmsctl.config.resolve)
+        self._output = output
+        self._no_color = no_color
+        self.flags: dict[str, Any] = dict(flags or {})  # config key -> value given as a flag
+        self._config: dict[str, Any] | None = None
         self.quiet = quiet
         self.passphrase_file = passphrase_file
         self.debug = debug
@@ -50,6 +55,36 @@ class App:
     @classmethod
     def from_options(cls, *, home: str | None, **kwargs: Any) -> App:
         return cls(home=os.path.abspath(home) if home else default_home(os.environ), **kwargs)
+
+    # ----- settings (config.toml, read lazily: --help and completion never open it) -----
+    @property
+    def output(self) -> str:
+        if self._output is None:
+            self._output = str(self.setting("output")[0])
+        return self._output
+
+    @output.setter
+    def output(self, value: str) -> None:
+        self._output = self.flags["output"] = value
+
+    @property
+    def no_color(self) -> bool:
+        if self._no_color is None:
+            self._no_color = not self.setting("color")[0]
+        return self._no_color
+
+    def config(self) -> dict[str, Any]:
+        if self._config is None:
+            from kmsctl import config
+
+            self._config = config.load(self.home)
+        return self._config
+
+    def setting(self, name: str) -> tuple[Any, str]:
+        """(value, origin) of a config key: flag > environment > config.toml > default."""
+        from kmsctl import config
+
+        return config.resolve(name, flags=self.flags, env=self.env, config=self.config)
 
     # ----- streams -----
     @property

@@ -99,7 +99,10 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
                     hint="give --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE, "
                     "or --no-passphrase for an unprotected keyring",
                 ) from None
-    kr.create(app.home, passphrase, region=region, account=account, created=_iso(app.clock()))
+    from kmsctl.cli.config_cmds import new_keyring_kdf  # kdf.* in config.toml
+
+    kdf = new_keyring_kdf(app) if passphrase is not None else None
+    kr.create(app.home, passphrase, region=region, account=account, created=_iso(app.clock()), kdf=kdf)
     app.info(f"kmsctl: created keyring in {app.home}")
     if passphrase is None:
         app.warn(UNPROTECTED_WARNING)
@@ -116,13 +119,16 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
 
 
 @click.command()
-@click.option("--ttl", default=TTL_DEFAULT, show_default=True, help="Session lifetime: 90s, 15m, 8h, 7d (at most 30d).")
+@click.option(
+    "--ttl",
+    help=f"Session lifetime: 90s, 15m, 8h, 7d (at most 30d) [default: config session_ttl, else {TTL_DEFAULT}].",
+)
 @click.option(
     "--passphrase-file", "pass_file", type=click.Path(dir_okay=False), help="Read the passphrase from this file."
 )
 @click.option("--shell", is_flag=True, help="Print 'export KMSCTL_SESSION=...' for eval.")
 @click.pass_obj
-def unlock(app: App, ttl: str, pass_file: str | None, shell: bool) -> None:
+def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> None:
     """Start a session: later commands with KMSCTL_SESSION set skip the passphrase.
 
     \b
@@ -133,7 +139,7 @@ def unlock(app: App, ttl: str, pass_file: str | None, shell: bool) -> None:
     every session. The passphrase itself is always required here: a session
     cannot extend itself. Text output: the token.
     """
-    seconds = parse_duration(ttl)
+    seconds = parse_duration(ttl if ttl is not None else app.setting("session_ttl")[0])
     if seconds > TTL_MAX_S:
         raise click.BadParameter("a session lasts at most 30d", param_hint="--ttl")
     keyring = app.keyring()

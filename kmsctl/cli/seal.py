@@ -47,7 +47,9 @@ def _refuse_terminal_input(input_path: str) -> None:
 
 
 @click.command()
-@click.option("-k", "--key", "key", required=True, metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN.")
+@click.option(
+    "-k", "--key", "key", metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN [default: config seal.key]."
+)
 @click.option(
     "-c",
     "--context",
@@ -60,7 +62,7 @@ def _refuse_terminal_input(input_path: str) -> None:
 @force_option
 @input_argument
 @click.pass_obj
-def seal(app: App, key: str, context: tuple[str, ...], out: str | None, force: bool, input_path: str) -> None:
+def seal(app: App, key: str | None, context: tuple[str, ...], out: str | None, force: bool, input_path: str) -> None:
     """Encrypt INPUT, of any size, into a sealed file (GenerateDataKey, then AES-256-GCM).
 
     A fresh data key encrypts INPUT in authenticated 64 KiB chunks, streamed in
@@ -71,6 +73,9 @@ def seal(app: App, key: str, context: tuple[str, ...], out: str | None, force: b
     kmsctl seal -k alias/backup -c db=main --out dump.sealed dump.sql
     pg_dump main | kmsctl seal -k alias/backup > dump.sealed
     """
+    key = key or app.setting("seal.key")[0]  # kmsctl config set seal.key alias/NAME
+    if not key:
+        raise UsageError("no key: give -k KEY", hint="or set a default with 'kmsctl config set seal.key alias/NAME'")
     pairs = parse_pairs(context, "--context")
     if out is None and app.stdout_is_tty():
         raise UsageError("refusing to write a sealed file to the terminal", hint="use --out FILE or a pipe")

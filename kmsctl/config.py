@@ -1,0 +1,274 @@
+"""``config.toml`` in the kmsctl home: the known keys, their types and checks,
+reading (tomllib), writing (tomli-w) and precedence.
+
+A value comes from, first to last: a command-line flag, the environment,
+config.toml, the built-in default (``resolve``). No click, no rich: the CLI
+(kmsctl.cli.config_cmds, kmsctl.cli.app) is a thin layer over these functions.
+The file is read only when a value is first needed, so ``--help``,
+``--version`` and shell completion never open it.
+
+A broken file is one line of error naming the file and the line, exit 2
+(ValidationException): a default that silently replaced a typo would be worse.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+from kmsctl.errors import ValidationException
+
+FILENAME = "config.toml"
+OUTPUTS = ("auto", "table", "json", "text")
+TTL_MAX_S = 30 * 86400
+# the bounds the keyring header accepts (kmsctl.keyring.keyring._checked_header):
+# a config value outside them would make a keyring that no kmsctl opens
+KDF_BOUNDS = {"iterations": (1, 64), "memory_kib": (8, 16 << 20), "lanes": (1, 64)}
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+ORIGINS = ("flag", "env", "config", "default")
+
+
+def duration_seconds(text: str) -> int:
+    """``90``, ``90s``, ``15m``, ``8h``, ``7d`` -> seconds (1s .. 30d)."""
+    m = _DURATION.fullmatch(text.strip())
+    if not m or int(m.group(1)) == 0:
+        raise ValueError(f"expected a duration like 30m, 8h or 7d, got {text!r}")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > TTL_MAX_S:
+        raise ValueError(f"a session lasts at most 30d, got {text!r}")
+    return seconds
+
+
+def _output(value: Any) -> str:
+    if not isinstance(value, str) or value not in OUTPUTS:
+        raise ValueError(f"expected one of {', '.join(OUTPUTS)}, got {value!r}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _duration(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value}s"
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like 30m, 8h or 7d, got {value!r}")
+    duration_seconds(value)
+    return value.strip()
+
+
+def _kdf(name: str) -> Callable[[Any], int]:
+    low, high = KDF_BOUNDS[name]
+
+    def check(value: Any) -> int:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ValueError(f"expected a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    return check
+
+
+def _key(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 2048:
+        raise ValueError(f"expected a key ID, key ARN, alias/NAME or alias ARN, got {value!r}")
+    return value.strip()
+
+
+class Setting(NamedTuple):  # not a dataclass: dataclasses costs --help a few ms to import
+    name: str
+    check: Callable[[Any], Any]
+    default: Any
+    kind: str  # what `config set` takes, for help and the man page
+    help: str
+    flag: str | None = None
+    env: str | None = None
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("output", _output, "auto", "auto|table|json|text", "Result format.", "-o/--output", "KMSCTL_OUTPUT"),
+        Setting(
+            "color", _bool, True, "true|false", "Color and bold in tables; NO_COLOR turns it off.", "--no-color",
+            "NO_COLOR",
+        ),
+        Setting("session_ttl", _duration, "1h", "DURATION", "Lifetime of a session from unlock.", "unlock --ttl"),
+        Setting("kdf.iterations", _kdf("iterations"), 3, "1..64", "Argon2id passes, for keyrings made by init."),
+        Setting("kdf.memory_kib", _kdf("memory_kib"), 65536, "8..16777216", "Argon2id memory in KiB, for init."),
+        Setting("kdf.lanes", _kdf("lanes"), 4, "1..64", "Argon2id parallelism, for keyrings made by init."),
+        Setting("seal.key", _key, None, "KEY", "The key seal uses when -k is not given.", "seal -k"),
+    )
+}  # fmt: skip
+
+
+def path(home: str) -> str:
+    return os.path.join(home, FILENAME)
+
+
+def setting(name: str) -> Setting:
+    try:
+        return SETTINGS[name]
+    except KeyError:
+        raise ValidationException(f"unknown config key {name!r}", hint=f"the keys are {', '.join(SETTINGS)}") from None
+
+
+def parse(name: str, value: Any) -> Any:
+    """``value`` (text from the command line, or a TOML value) checked and typed for ``name``."""
+    s = setting(name)
+    try:
+        return s.check(value)
+    except ValueError as exc:
+        raise ValidationException(f"{name}: {exc}") from None
+
+
+def _line_of(text: str, name: str) -> int | None:
+    """The line that sets ``name`` (``a.b`` may be ``b`` under ``[a]``), for error messages."""
+    leaf = name.rpartition(".")[2]
+    current, fallback = "", None
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        header = re.fullmatch(r"\[\s*([^\]]+?)\s*\]", stripped)
+        if header:
+            current = header.group(1)
+            continue
+        key = re.match(r"([A-Za-z0-9_.\-\"' ]+?)\s*=", stripped)
+        if key:
+            own = key.group(1).replace('"', "").replace("'", "").replace(" ", "")
+            if ".".join(p for p in (current, own) if p) == name:
+                return number
+            fallback = fallback or (number if own == leaf else None)
+    return fallback
+
+
+def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and not prefix:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def load(home: str) -> dict[str, Any]:
+    """The file's settings as ``{"kdf.lanes": 4, ...}``, checked; {} if there is no file."""
+    file = path(home)
+    try:
+        with open(file, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
+    import tomllib
+
+    try:
+        text = raw.decode("utf-8")
+        doc = tomllib.loads(text)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValidationException(f"{file}, line {line}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        m = re.search(r"\(at line (\d+), column \d+\)", message)
+        line = int(m.group(1)) if m else text.count("\n") + 1  # "(at end of document)"
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", message)
+        raise ValidationException(f"{file}, line {line}: {reason}", hint="fix or remove the file") from None
+    values: dict[str, Any] = {}
+    for name, value in _flatten(doc).items():
+        where = f"{file}, line {_line_of(text, name) or '?'}"
+        if name not in SETTINGS:
+            raise ValidationException(f"{where}: unknown key {name!r}", hint=f"the keys are {', '.join(SETTINGS)}")
+        try:
+            values[name] = SETTINGS[name].check(value)
+        except ValueError as exc:
+            raise ValidationException(f"{where}: {name}: {exc}") from None
+    return values
+
+
+def save(home: str, values: Mapping[str, Any]) -> str:
+    """Write ``values`` (flat dotted names) as config.toml, atomically, mode 0600."""
+    import tomli_w
+
+    doc: dict[str, Any] = {}
+    for name in sorted(values, key=lambda n: ("." in n, n)):  # top-level keys before [tables]
+        table, _, leaf = name.rpartition(".")
+        (doc.setdefault(table, {}) if table else doc)[leaf] = values[name]
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    file = path(home)
+    tmp = f"{file}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"# kmsctl settings: see 'man kmsctl.toml' or 'kmsctl config list --origin'\n")
+            f.write(tomli_w.dumps(doc).encode())
+        os.replace(tmp, file)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return file
+
+
+def _from_env(name: str, env: Mapping[str, str]) -> Any:
+    s = SETTINGS[name]
+    if s.env is None:
+        return None
+    raw = env.get(s.env)
+    if not raw:
+        return None
+    if name == "color":  # no-color.org: present and not empty means no color
+        return False
+    try:
+        return s.check(raw)
+    except ValueError as exc:
+        raise ValidationException(f"{s.env}: {exc}") from None
+
+
+def resolve(
+    name: str,
+    *,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    config: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+) -> tuple[Any, str]:
+    """(value, origin) for ``name``: flag > environment > config.toml > default.
+    ``config`` may be a function, called only if flag and environment are silent."""
+    s = setting(name)
+    if flags.get(name) is not None:
+        return flags[name], "flag"
+    value = _from_env(name, env)
+    if value is not None:
+        return value, "env"
+    values = config() if callable(config) else config
+    if name in values:
+        return values[name], "config"
+    return s.default, "default"
+
+
+def kdf_params(values: Mapping[str, Any], default: Mapping[str, int]) -> dict[str, int] | None:
+    """Argon2id parameters for a new keyring: ``default`` with the kdf.* keys
+    of config.toml over it; None when the file sets none."""
+    chosen = {k: values[f"kdf.{k}"] for k in KDF_BOUNDS if f"kdf.{k}" in values}
+    if not chosen:
+        return None
+    params = {**default, **chosen}
+    if params["memory_kib"] < 8 * params["lanes"]:
+        raise ValidationException(
+            f"kdf.memory_kib ({params['memory_kib']}) must be at least 8 x kdf.lanes ({params['lanes']})"
+        )
+    return params
