@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import suppress
 
 import click
 
@@ -280,4 +281,16 @@ def run(args: list[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    """The console script. Once run() returns, everything that matters is
+    committed; the keyring is closed (which folds the WAL back into
+    keyring.db) and the streams flushed, and then the interpreter's teardown,
+    about 40 ms of freeing modules in a process about to end anyway, is
+    skipped."""
+    code = run()
+    store = sys.modules.get("kmsctl.keyring.store")  # opened only if a command used the keyring
+    if store is not None:
+        store.close_all()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe: nothing left to say
+            stream.flush()
+    os._exit(code)

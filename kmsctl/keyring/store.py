@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -167,6 +168,7 @@ class Database:
     def __init__(self, path: str) -> None:
         self.path = path
         self.conn = connect(path)
+        _OPEN.add(self)
         self._depth = 0
         self._writing = False
 
@@ -294,7 +296,20 @@ class Database:
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
 
     def close(self) -> None:
-        self.conn.close()
+        with suppress(*_DB_ERRORS):
+            self.conn.close()
+        _OPEN.discard(self)
+
+
+_OPEN: weakref.WeakSet[Database] = weakref.WeakSet()  # weak: a forgotten Database still closes
+
+
+def close_all() -> None:
+    """Close every keyring this process opened: the last close checkpoints the
+    WAL into keyring.db, so that the file alone (a backup, a copy) holds every
+    committed change."""
+    for db in list(_OPEN):
+        db.close()
 
 
 def require_row(rows: list[tuple[Any, ...]], what: str) -> tuple[Any, ...]:
