@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from conftest import PASSPHRASE, START, FakeClock
+from helpers import sql
 
 from kmsctl import errors as E
 from kmsctl.cli import run
@@ -61,15 +62,6 @@ def run_at(home: Path, *args: str, passfile: Path | None = None, env: dict[str, 
         code = run(list(args))
     gc.collect()  # close the run's connection, as the process exit would
     return Out(code, out.getvalue(), err.getvalue().decode(errors="replace"))
-
-
-def sql(home: Path, script: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home / "keyring.db", isolation_level=None)
-    try:
-        rows = conn.execute(script, args).fetchall()
-    finally:
-        conn.close()
-    return rows
 
 
 def checkpoint(home: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import io
 import json
 import re
@@ -17,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from helpers import load_script
 
 from kmsctl import errors as E
 from kmsctl.crypto import sealed
@@ -27,15 +27,7 @@ VECTORS = json.loads((VECTORS_DIR / "sealed_v1.json").read_text(encoding="utf-8"
 SPEC = (ROOT / "docs" / "SEALED-FORMAT.md").read_text(encoding="utf-8")
 
 
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("kmsctl_sealed_generator", VECTORS_DIR / "generate_sealed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _load_generator()
+generate = load_script(VECTORS_DIR / "generate_sealed.py", "kmsctl_sealed_generator")
 
 
 def _ids(cases: list[dict[str, Any]]) -> list[str]:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from helpers import sql
 
 from kmsctl.cli import run
 from kmsctl.crypto import blob
@@ -81,15 +82,6 @@ def home_files(home: Path) -> list[Path]:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def sql(home: Path, script: str, *args: Any) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(home / "keyring.db", isolation_level=None)
-    try:
-        rows = conn.execute(script, args).fetchall()
-    finally:
-        conn.close()
-    return rows
 
 
 def token_from_shell(stdout: bytes) -> str:

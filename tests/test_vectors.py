@@ -4,7 +4,6 @@ section 3, so that the spec, the vectors and the code cannot drift apart."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from helpers import load_script
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,15 +26,7 @@ EXCEPTIONS: dict[str, type[Exception]] = {
 }
 
 
-def _load_generator() -> Any:
-    spec = importlib.util.spec_from_file_location("kmsctl_vector_generator", VECTORS_DIR / "generate.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _load_generator()
+generate = load_script(VECTORS_DIR / "generate.py", "kmsctl_vector_generator")
 
 
 def _ids(cases: list[dict[str, Any]]) -> list[str]:
