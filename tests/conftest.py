@@ -77,9 +77,8 @@ def passfile(tmp_path: Path) -> Path:
     return p
 
 
-@pytest.fixture
-def keyring_home(home: Path) -> Path:
-    """A protected keyring with cheap KDF parameters."""
+def make_keyring(home: Path) -> Path:
+    """A protected keyring at ``home`` with cheap KDF parameters."""
     kr.create(
         str(home),
         PASSPHRASE.encode(),
@@ -89,6 +88,11 @@ def keyring_home(home: Path) -> Path:
         kdf=FAST_KDF,
     )
     return home
+
+
+@pytest.fixture
+def keyring_home(home: Path) -> Path:
+    return make_keyring(home)
 
 
 @pytest.fixture

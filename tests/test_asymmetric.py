@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FAST_KDF, PASSPHRASE, FakeClock
+from conftest import PASSPHRASE, FakeClock, make_keyring
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from kmsctl import errors as E
 from kmsctl import model
-from kmsctl.keyring import keyring as kr
 from kmsctl.keyring.keyring import Keyring
 from kmsctl.service import LocalKMS
 
@@ -58,15 +57,7 @@ class Shared:
 
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
-    home = tmp_path_factory.mktemp("asymmetric") / "home"
-    kr.create(
-        str(home),
-        PASSPHRASE.encode(),
-        region="us-east-1",
-        account="111122223333",
-        created="2027-01-15T08:00:00+00:00",
-        kdf=FAST_KDF,
-    )
+    home = make_keyring(tmp_path_factory.mktemp("asymmetric") / "home")
     keyring = Keyring(str(home))
     keyring.unlock_with_passphrase(PASSPHRASE.encode())
     yield Shared(LocalKMS(keyring, clock=FakeClock()))
