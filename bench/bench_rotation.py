@@ -21,7 +21,7 @@ from kmsctl.keyring.keyring import Keyring
 from kmsctl.service import LocalKMS
 
 DAY = 86400.0
-CHEAP_KDF = {"iterations": 1, "memory_kib": 64, "lanes": 1}
+CHEAP_KDF = {"iterations": 1, "memory_kib": 8192, "lanes": 1}
 
 
 class Clock:

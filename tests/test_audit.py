@@ -425,11 +425,13 @@ def test_a_forged_head_is_detected(trail: Trail) -> None:
     assert out.code == 8 and "head record fails its integrity check" in out.stderr, out.stderr
 
 
-def test_limit_an_old_head_with_the_records_after_it_deleted_is_a_rollback(
+def test_an_old_head_with_the_records_after_it_deleted_is_a_rollback(
     kms: LocalKMS, keyring_home: Path, passfile: Path
 ) -> None:
     """docs/AUDIT.md, limits: a genuine older head plus a trail cut back to it
-    verifies; so does an empty trail with neither records nor head."""
+    is caught by keyring.epoch's head; without that file (rolled back or
+    deleted with it) it verifies. A trail emptied of records, head and anchor
+    is always caught: init writes the head."""
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     old_head = kms.db.meta("audit_head")
     kms.describe_key(KeyId=key)
@@ -437,11 +439,15 @@ def test_limit_an_old_head_with_the_records_after_it_deleted_is_a_rollback(
     sql(keyring_home, "DELETE FROM audit WHERE seq > 1")
     sql(keyring_home, "UPDATE meta SET value = ? WHERE name = 'audit_head'", old_head)
     out = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
+    assert out.code == 8 and "rolled back" in out.stderr, out.stderr
+    (keyring_home / "keyring.epoch").unlink()
+    out = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
     assert (out.code, out.json()["RecordsVerified"]) == (0, 1)
     sql(keyring_home, "DELETE FROM audit")
-    sql(keyring_home, "DELETE FROM meta WHERE name = 'audit_head'")
+    sql(keyring_home, "DELETE FROM meta WHERE name IN ('audit_head', 'audit_anchor')")
+    (keyring_home / "keyring.epoch").unlink()
     out = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
-    assert (out.code, out.json()["RecordsVerified"]) == (0, 0)
+    assert out.code == 8 and "head is missing" in out.stderr, out.stderr
 
 
 def test_verify_sees_one_snapshot_while_others_write(kms: LocalKMS, keyring_home: Path, monkeypatch: Any) -> None:

@@ -175,7 +175,7 @@ def test_set_get_unset_list_round_trip(cli: Any, keyring_home: Path) -> None:
         ("kdf.iterations", "0"),
         ("kdf.iterations", "65"),
         ("kdf.lanes", "65"),
-        ("kdf.memory_kib", "7"),
+        ("kdf.memory_kib", "8191"),
         ("kdf.memory_kib", str((16 << 20) + 1)),
         ("kdf.memory_kib", "lots"),
         ("seal.key", " "),
@@ -189,12 +189,13 @@ def test_set_refuses_bad_values_and_unknown_keys(cli: Any, keyring_home: Path, k
     assert not (keyring_home / "config.toml").exists()
 
 
-def test_set_checks_memory_against_lanes(cli: Any, keyring_home: Path) -> None:
+def test_set_checks_memory_against_the_floor(cli: Any, keyring_home: Path) -> None:
+    """The floor (8 MiB) is above 8 KiB x the most lanes (64), so it is the bound that counts."""
     assert cli("config", "set", "kdf.lanes", "64").exit_code == 0
-    r = cli("config", "set", "kdf.memory_kib", "256")
+    r = cli("config", "set", "kdf.memory_kib", "8191")
     assert r.exit_code == 2
-    assert "at least 8 x kdf.lanes" in assert_error(r.stderr, "ValidationException")
-    assert cli("config", "set", "kdf.memory_kib", "512").exit_code == 0
+    assert "8192" in assert_error(r.stderr, "ValidationException")
+    assert cli("config", "set", "kdf.memory_kib", "8192").exit_code == 0
 
 
 def test_config_works_before_init(tmp_path: Path, sub: Any) -> None:
@@ -271,7 +272,7 @@ def test_session_ttl_from_config_and_flag(cli: Any, keyring_home: Path) -> None:
 def test_kdf_settings_shape_new_keyrings_only(cli: Any, keyring_home: Path, tmp_path: Path) -> None:
     before = Keyring(str(keyring_home)).header["kdf"]
     assert cli("config", "set", "kdf.lanes", "2").exit_code == 0
-    assert cli("config", "set", "kdf.memory_kib", "128").exit_code == 0
+    assert cli("config", "set", "kdf.memory_kib", "16384").exit_code == 0
     assert Keyring(str(keyring_home)).header["kdf"] == before  # an existing keyring keeps its cost
 
     # a new keyring in the same home folder layout: the config file comes first
@@ -281,7 +282,7 @@ def test_kdf_settings_shape_new_keyrings_only(cli: Any, keyring_home: Path, tmp_
     r = cli("-q", "init", env={"KMSCTL_HOME": str(home)})
     assert r.exit_code == 0, r.stderr
     kdf = Keyring(str(home)).header["kdf"]
-    assert (kdf["iterations"], kdf["memory_kib"], kdf["lanes"]) == (kr.DEFAULT_KDF["iterations"], 128, 2)
+    assert (kdf["iterations"], kdf["memory_kib"], kdf["lanes"]) == (kr.DEFAULT_KDF["iterations"], 16384, 2)
     assert cli("-q", "status", env={"KMSCTL_HOME": str(home)}).exit_code == 0  # and it opens
 
 
@@ -291,7 +292,7 @@ def test_kdf_bounds_are_the_ones_the_keyring_accepts() -> None:
     base |= {"account": "111122223333", "protected": True, "master_key": {"nonce": "", "wrapped": ""}}
 
     def accepted(**kdf: int) -> bool:
-        params = {"iterations": 1, "memory_kib": 64, "lanes": 1} | kdf
+        params = {"iterations": 1, "memory_kib": 8192, "lanes": 1} | kdf
         header = base | {"kdf": {"name": "argon2id", "salt": "", **params}}
         try:
             kr._checked_header(json.dumps(header).encode(), "test")
@@ -300,7 +301,7 @@ def test_kdf_bounds_are_the_ones_the_keyring_accepts() -> None:
         return True
 
     for name, (low, high) in cfg.KDF_BOUNDS.items():
-        extra = {"lanes": 1, "memory_kib": 512} if name != "memory_kib" else {"lanes": 1}
+        extra = {"lanes": 1, "memory_kib": 8192} if name != "memory_kib" else {"lanes": 1}
         for value in (low, high):
             assert cfg.parse(f"kdf.{name}", str(value)) == value
             assert accepted(**(extra | {name: value})), (name, value)

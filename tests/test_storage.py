@@ -620,13 +620,13 @@ def test_file_modes_and_no_secret_at_rest(kms: LocalKMS, keyring_home: Path, sub
     names = {p.name for p in home_files(keyring_home)}
     assert "keyring.db-wal" in names  # the fixture's connection is still open
     for path in home_files(keyring_home):
-        assert path.name in {"keyring.db", "keyring.db-wal", "keyring.db-shm"}
+        assert path.name in {"keyring.db", "keyring.db-wal", "keyring.db-shm", "keyring.epoch"}
         assert mode(path) == 0o600, path.name
     _assert_no_secret_in(keyring_home, secrets)  # WAL not yet folded in
 
     kms.keyring.close()
     checkpoint(keyring_home)
-    assert [p.name for p in home_files(keyring_home)] == ["keyring.db"]
+    assert [p.name for p in home_files(keyring_home)] == ["keyring.db", "keyring.epoch"]
     assert mode(keyring_home / "keyring.db") == 0o600
     _assert_no_secret_in(keyring_home, secrets)
 
@@ -637,10 +637,14 @@ def test_init_makes_private_home_and_files(tmp_path: Path, sub: Callable[..., An
     home.chmod(0o755)
     init = sub("init", env={"KMSCTL_HOME": str(home)})
     assert init.returncode == 0, init.stderr
-    assert mode(home) == 0o700
+    assert mode(home) == 0o755  # an existing folder is used as it is (writable by no one else)
     assert mode(home / "keyring.db") == 0o600
     assert sub("-o", "text", "create", env={"KMSCTL_HOME": str(home)}).returncode == 0
-    assert [p.name for p in home_files(home)] == ["keyring.db"]  # no temporary file left behind
+    # no temporary file left behind
+    assert [p.name for p in home_files(home)] == ["keyring.db", "keyring.epoch"]
+    made = tmp_path / "made"
+    assert sub("init", env={"KMSCTL_HOME": str(made)}).returncode == 0
+    assert mode(made) == 0o700  # one kmsctl makes is private
     again = sub("init", env={"KMSCTL_HOME": str(home)})
     assert again.returncode == 7, again.stderr
 
@@ -838,8 +842,8 @@ def test_keyring_follows_format_md(spec_keyring: dict[str, Any]) -> None:
     objects = set(sql(home, "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
     assert objects == SCHEMA_OBJECTS
     meta = {name: value for name, value in sql(home, "SELECT name, value FROM meta")}
-    # audit_head appears with the first audit record (docs/AUDIT.md)
-    assert set(meta) - {"audit_head"} == {"schema_version", "header", "header_mac"}
+    # audit_head is written at init (docs/AUDIT.md); epoch is the commit counter (FORMAT.md 2.9)
+    assert set(meta) == {"schema_version", "header", "header_mac", "audit_head", "epoch"}
     assert _schema_version(home) == str(store.SCHEMA_VERSION)
     columns = [row[1] for row in sql(home, "PRAGMA table_info(keys)")]
     assert columns == ["seq", "key_id", "key_state", "key_spec", "deletion_date", "doc", "mac", "next_rotation"]

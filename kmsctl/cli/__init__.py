@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "lock": "kmsctl.cli.keyring_cmds:lock",
     "passwd": "kmsctl.cli.keyring_cmds:passwd",
     "status": "kmsctl.cli.keyring_cmds:status",
+    "check": "kmsctl.cli.check:check",
     "create": "kmsctl.cli.keys:create",
     "describe": "kmsctl.cli.keys:describe",
     "list": "kmsctl.cli.keys:list_",
@@ -179,6 +180,12 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="Read the keyring passphrase from this file [env KMSCTL_PASSPHRASE_FILE].",
 )
 @click.option(
+    "--read-only",
+    is_flag=True,
+    envvar="KMSCTL_READ_ONLY",
+    help="Open the keyring read-only: reads work and leave no audit record, writes are refused [env KMSCTL_READ_ONLY].",
+)
+@click.option(
     "--debug", is_flag=True, envvar="KMSCTL_DEBUG", help="Tracebacks for unexpected errors [env KMSCTL_DEBUG]."
 )
 @click.option(
@@ -192,6 +199,7 @@ def cli(
     no_color: bool,
     quiet: bool,
     passphrase_file: str | None,
+    read_only: bool,
     debug: bool,
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
@@ -222,6 +230,7 @@ def cli(
         quiet=quiet,
         passphrase_file=passphrase_file,
         debug=debug,
+        read_only=read_only,
     )
 
 

@@ -35,8 +35,10 @@ class App:
         clock: Callable[[], float] = time.time,
         prompt: Callable[[str], str] | None = None,
         flags: Mapping[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         self.home = home
+        self.read_only = read_only
         # None: not given on the command line; resolved from the environment,
         # config.toml or the default when first read (kmsctl.config.resolve)
         self._output = output
@@ -130,7 +132,9 @@ class App:
         if self._keyring is None:
             from kmsctl.keyring.keyring import Keyring
 
-            self._keyring = Keyring(self.home)
+            self._keyring = Keyring(self.home, read_only=self.read_only)
+            if self.read_only:
+                self.warn("kmsctl: read-only mode: this command leaves no audit record, and writes are refused")
         return self._keyring
 
     def kms(self) -> LocalKMS:

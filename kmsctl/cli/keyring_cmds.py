@@ -142,15 +142,17 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
     seconds = parse_duration(ttl if ttl is not None else app.setting("session_ttl")[0])
     if seconds > TTL_MAX_S:
         raise click.BadParameter("a session lasts at most 30d", param_hint="--ttl")
+    from kmsctl.keyring.unlock import unlock_unprotected
+
     keyring = app.keyring()
     with recorded(app, "Unlock", {"ttlSeconds": seconds}):
+        sources = app.sources()
+        if pass_file:
+            sources.passphrase_file = pass_file
         if keyring.protected:
-            sources = app.sources()
-            if pass_file:
-                sources.passphrase_file = pass_file
             keyring.unlock_with_passphrase(sources.passphrase())
         else:
-            keyring.unlock_unprotected()
+            unlock_unprotected(keyring, sources)
         token, expires = keyring.new_session(app.clock(), seconds)
     app.info(f"kmsctl: unlocked until {_iso(expires)}")
     if shell:
@@ -191,16 +193,21 @@ def passwd(app: App, old_file: str | None, new_file: str | None) -> None:
     The current passphrase is required (a session is not enough); the new one
     comes from --new-passphrase-file or is asked twice on the terminal.
     """
+    from kmsctl import config as cfg
+    from kmsctl.keyring.unlock import unlock_unprotected
+
     keyring = app.keyring()
     sources = app.sources()
+    # the stored Argon2id cost is kept; config.toml's kdf.* raise it where higher
+    configured = {k: app.config()[f"kdf.{k}"] for k in cfg.KDF_BOUNDS if f"kdf.{k}" in app.config()}
     with recorded(app, "ChangePassphrase"):
+        if old_file:
+            sources.passphrase_file = old_file
         if keyring.protected:
-            if old_file:
-                sources.passphrase_file = old_file
             keyring.unlock_with_passphrase(sources.passphrase("Current passphrase: "))
         else:
-            keyring.unlock_unprotected()
-        keyring.change_passphrase(sources.new_passphrase(new_file))
+            unlock_unprotected(keyring, sources)
+        keyring.change_passphrase(sources.new_passphrase(new_file), configured)
     app.info("kmsctl: passphrase changed; every session has ended")
 
 
@@ -212,9 +219,12 @@ def status(app: App) -> None:
     Needs no passphrase. Text output, one line: home, format version,
     protected, lock state, session expiry, key count, alias count.
     """
+    from kmsctl.keyring.unlock import refuse_if_unprotected_with_credential
+
     keyring = app.keyring()
     now = app.clock()
     state, expires = "locked", None
+    refuse_if_unprotected_with_credential(keyring, app.sources())
     if not keyring.protected:
         state = "unprotected"
         app.warn(UNPROTECTED_WARNING)

@@ -32,6 +32,7 @@ _ANCHOR = b"kmsctl audit anchor v1\x00"
 GENESIS = bytes(32)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # CloudTrail's eventTime
 _COLUMNS = "seq, event_time, event_name, key_id, error_code, record, prev, mac"
+_NO_HEAD = "the trail's head is missing: records were cut off or the head deleted (or the whole trail emptied)"
 
 
 def event_time_text(when: float) -> str:
@@ -94,6 +95,25 @@ def _pointer(key: bytes, label: bytes, seq: int, mac: bytes) -> bytes:
     return dumps({**body, "tag": base64.b64encode(tag).decode()})
 
 
+def genesis_head(key: bytes) -> bytes:
+    """The head ``init`` writes: no record yet (seq 0, the GENESIS MAC)."""
+    return _pointer(key, _HEAD, 0, GENESIS)
+
+
+def read_pointer(raw: bytes, key: bytes, name: str) -> tuple[int, bytes]:
+    """(seq, mac) of a stored head or anchor; IntegrityError unless its tag verifies."""
+    label = _HEAD if name == "head" else _ANCHOR
+    try:
+        ptr = json.loads(raw)
+        body = {"seq": ptr["seq"], "mac": ptr["mac"]}
+        P.hmac_sha256_verify(key, label + dumps(body), base64.b64decode(ptr["tag"]))
+        if type(ptr["seq"]) is not int:
+            raise ValueError(ptr["seq"])
+        return int(ptr["seq"]), base64.b64decode(ptr["mac"])
+    except (ValueError, KeyError, TypeError, P.AuthenticationFailed):
+        raise IntegrityError(f"the audit trail's {name} record fails its integrity check") from None
+
+
 class AuditTrail:
     def __init__(self, db: Database, key: bytes | None) -> None:
         self.db = db
@@ -124,6 +144,7 @@ class AuditTrail:
             (seq, when, event["eventName"], key_id_of(event), event.get("errorCode"), record, prev, mac),
         )
         self.db.set_meta("audit_head", _pointer(self.key, _HEAD, seq, mac))
+        self.db.execute("DELETE FROM meta WHERE name = 'audit_legacy'")  # it has a head now
 
     def adopt_pending(self) -> None:
         """Chain the records that waited for an unlock (caller holds a write transaction)."""
@@ -143,16 +164,19 @@ class AuditTrail:
         if raw is None:
             return None
         assert self.key is not None
-        try:
-            ptr = json.loads(raw)
-            body = {"seq": ptr["seq"], "mac": ptr["mac"]}
-            P.hmac_sha256_verify(self.key, label + dumps(body), base64.b64decode(ptr["tag"]))
-            return int(ptr["seq"]), base64.b64decode(ptr["mac"])
-        except (ValueError, KeyError, TypeError, P.AuthenticationFailed):
-            raise IntegrityError(f"the audit trail's {name.split('_')[1]} record fails its integrity check") from None
+        return read_pointer(raw, self.key, name.split("_")[1])
+
+    def _legacy(self) -> bool:
+        """A keyring made before init wrote the head, that has none yet."""
+        return self.db.meta("audit_legacy") is not None
 
     def _head(self) -> tuple[int, bytes]:
-        return self._read_pointer("audit_head", _HEAD) or self._anchor()
+        head = self._read_pointer("audit_head", _HEAD)
+        if head is not None:
+            return head
+        if not self._legacy():
+            raise IntegrityError(f"audit trail: {_NO_HEAD}")
+        return self._anchor()
 
     def _anchor(self) -> tuple[int, bytes]:
         return self._read_pointer("audit_anchor", _ANCHOR) or (0, GENESIS)
@@ -253,7 +277,7 @@ class AuditTrail:
         """What is wrong with the head, given the last record (seq, mac); None if nothing."""
         head = self._read_pointer("audit_head", _HEAD)
         if head is None:
-            return "the trail's head is missing: records were cut off or the head deleted" if records else None
+            return _NO_HEAD if records or not self._legacy() else None
         if head == (seq, mac):
             return None
         if head[0] > seq:

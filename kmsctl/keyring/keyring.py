@@ -23,6 +23,11 @@ FORMAT_VERSION = 1
 SESSION_PREFIX = "kmsctl_s1_"
 # RFC 9106 section 4, second recommended option: t=3, p=4, m=64 MiB
 DEFAULT_KDF = {"iterations": 3, "memory_kib": 65536, "lanes": 4}
+# The least Argon2id cost a header may hold (and init or passwd write): below
+# it, a header is damage (exit 8), not a wrong passphrase. The ceilings refuse
+# a denial of service (16 GiB, 64 passes). kmsctl.config.KDF_BOUNDS says the same.
+KDF_FLOOR = {"iterations": 1, "memory_kib": 8192, "lanes": 1}
+KDF_CEILING = {"iterations": 64, "memory_kib": 16 << 20, "lanes": 64}
 _UNPROTECTED_KEK = bytes(32)
 
 _AAD_MK = b"kmsctl master key v1\x00"
@@ -45,9 +50,29 @@ def db_path(home: str) -> str:
     return os.path.join(home, DB_NAME)
 
 
-def ensure_home(home: str) -> None:
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    os.chmod(home, 0o700)
+def kdf_problem(kdf: dict[str, Any]) -> str | None:
+    """What is wrong with Argon2id parameters (None if they are within the
+    floor and the ceilings, and memory is at least 8 KiB a lane)."""
+    for name in ("iterations", "memory_kib", "lanes"):
+        value = kdf.get(name)
+        if type(value) is not int:
+            return f"{name} is not a whole number"
+        if not KDF_FLOOR[name] <= value <= KDF_CEILING[name]:
+            return f"{name} {value} is outside {KDF_FLOOR[name]}..{KDF_CEILING[name]}"
+    if kdf["memory_kib"] < 8 * kdf["lanes"]:
+        return "memory_kib is less than 8 x lanes"
+    return None
+
+
+def kept_kdf(stored: dict[str, Any] | None, configured: dict[str, int] | None = None) -> dict[str, int]:
+    """The cost ``passwd`` wraps with: the stored one (the built-in default for
+    a keyring that had none), each parameter raised to config.toml's kdf.*
+    value where that is higher. A passphrase change never lowers the cost."""
+    names = ("iterations", "memory_kib", "lanes")
+    base = {k: int(stored[k]) for k in names} if stored else dict(DEFAULT_KDF)
+    for name, value in (configured or {}).items():
+        base[name] = max(base[name], value)
+    return base
 
 
 def _kek(header: dict[str, Any], passphrase: bytes | None) -> bytes:
@@ -78,7 +103,13 @@ def create(
     created: str,
     kdf: dict[str, int] | None = None,
 ) -> None:
-    ensure_home(home)
+    from kmsctl.keyring import epoch
+    from kmsctl.keyring.audit import genesis_head
+    from kmsctl.keyring.home import make_home
+
+    if passphrase is not None:
+        _check_passphrase_kdf(kdf or DEFAULT_KDF)
+    make_home(home)
     mk = P.random_bytes(32)
     header: dict[str, Any] = {
         "format": FORMAT,
@@ -93,7 +124,23 @@ def create(
         header["kdf"] = {"name": "argon2id", **(kdf or DEFAULT_KDF), "salt": _b64(P.random_bytes(16))}
     _wrap_mk(header, mk, passphrase)
     hbytes = dumps(header)
-    create_database(db_path(home), hbytes, P.hmac_sha256(_mac_key(mk), _MAC_HEADER + hbytes))
+    # the audit trail's head from the start (seq 0): a trail emptied later,
+    # head and all, is then always missing its head
+    head = genesis_head(_derive(mk, b"audit"))
+    create_database(db_path(home), hbytes, P.hmac_sha256(_mac_key(mk), _MAC_HEADER + hbytes), {"audit_head": head})
+    epoch.write(home, epoch.document(header["keyring_id"], 0, head))
+
+
+def _check_passphrase_kdf(kdf: dict[str, int]) -> None:
+    problem = kdf_problem(dict(kdf))
+    if problem:
+        from kmsctl.errors import ValidationException
+
+        raise ValidationException(f"Argon2id parameters: {problem}")
+
+
+def _derive(mk: bytes, label: bytes) -> bytes:
+    return P.hkdf_expand(mk, b"kmsctl v1 " + label)
 
 
 def _wrap_mk(header: dict[str, Any], mk: bytes, passphrase: bytes | None) -> None:
@@ -108,15 +155,23 @@ def _mac_key(mk: bytes) -> bytes:
 class Keyring:
     """One keyring home. Reading the header needs no secret; records do."""
 
-    def __init__(self, home: str) -> None:
+    def __init__(self, home: str, *, read_only: bool = False) -> None:
+        from kmsctl.keyring import epoch
+        from kmsctl.keyring.home import check_home, not_writable, writable
+
         self.home = home
         self.path = db_path(home)
+        self.read_only = read_only
         if not os.path.exists(self.path):
             raise NotFoundException(
                 f"no keyring at {self.home}", hint="create one with 'kmsctl init' (or set --home / KMSCTL_HOME)"
             )
+        check_home(home, self.path)
+        why = None if read_only else writable(home, self.path)
+        if why:
+            raise not_writable(home, why)
         # no umask games: SQLite gives the -wal and -shm files the database file's own mode (0600)
-        self.db = Database(self.path)
+        self.db = Database(self.path, read_only=read_only)
         self.db.migrate()
         self.header: dict[str, Any] = _checked_header(self.db.meta("header"), self.path)
         self.keyring_id: str = self.header["keyring_id"]
@@ -124,6 +179,30 @@ class Keyring:
         self.account: str = self.header["account"]
         self.protected: bool = self.header["protected"]
         self._mk: bytes | None = None
+        # the file first, then the database: the file only ever holds committed values
+        self._epoch_state = epoch.read(home)
+        epoch.check(self._epoch_state, self.keyring_id, self.db.epoch(), home)
+        if not read_only:
+            self.db.after_commit = self.publish_epoch
+            if self._epoch_state is None:
+                # missing (a keyring.db copied or restored alone, a keyring made
+                # before the file existed) or torn by a power cut: made anew
+                # from the database, which is then trusted as it is
+                self.publish_epoch()
+
+    def publish_epoch(self) -> None:
+        """Write keyring.epoch from the committed state (after each write transaction)."""
+        from contextlib import suppress
+
+        from kmsctl.keyring import epoch
+
+        rows = self.db.query("SELECT name, value FROM meta WHERE name IN ('epoch', 'audit_head')")
+        values = {name: (v.encode() if isinstance(v, str) else bytes(v)) for name, v in rows}
+        raw = values.get("epoch", b"")
+        if not raw.isdigit():
+            return
+        with suppress(OSError, ValueError):  # the file may lag the database; it never leads it
+            epoch.write(self.home, epoch.document(self.keyring_id, int(raw), values.get("audit_head")))
 
     # ----- unlocking -----
     @property
@@ -182,13 +261,37 @@ class Keyring:
             )
         except P.AuthenticationFailed:
             raise IntegrityError(f"{self.path}: the keyring header fails its integrity check") from None
+        self._check_epoch_head(mk)
         self._mk = mk
         self._mac = mac_key
         self._wrap = P.hkdf_expand(mk, b"kmsctl v1 material wrap")
 
+    def _check_epoch_head(self, mk: bytes) -> None:
+        """keyring.epoch's audit head (MACed) must not be ahead of the database's."""
+        from kmsctl.keyring import epoch
+        from kmsctl.keyring.audit import read_pointer
+
+        state = self._epoch_state
+        if state is None or state.get("head") is None:
+            return
+        key = _derive(mk, b"audit")
+        try:
+            file_seq, file_mac = read_pointer(dumps(state["head"]), key, "head")
+        except IntegrityError:
+            raise IntegrityError(f"{epoch.path(self.home)} fails its integrity check") from None
+        raw = self.db.meta("audit_head")
+        db_head = read_pointer(raw, key, "head") if raw is not None else None
+        if db_head is None or db_head[0] < file_seq or (db_head[0] == file_seq and db_head[1] != file_mac):
+            where = "has no audit head" if db_head is None else f"has audit record {db_head[0]} as its last"
+            raise IntegrityError(
+                f"{self.path} was rolled back: it {where} but {epoch.NAME} says record {file_seq} was written "
+                "(committed changes lost, or an older copy of the file, or its audit trail emptied)",
+                hint=epoch.RESTORED_HINT.format(path=epoch.path(self.home)),
+            )
+
     def derive(self, label: bytes) -> bytes:
         """A key for another purpose (the audit trail), independent of the others."""
-        return P.hkdf_expand(self._master(), b"kmsctl v1 " + label)
+        return _derive(self._master(), label)
 
     def _master(self) -> bytes:
         if self._mk is None:
@@ -221,15 +324,18 @@ class Keyring:
     def count_sessions(self, now: float) -> int:
         return int(self.db.query("SELECT count(*) FROM sessions WHERE expires > ?", (now,))[0][0])
 
-    def change_passphrase(self, new: bytes | None, kdf: dict[str, int] | None = None) -> None:
+    def change_passphrase(self, new: bytes | None, configured_kdf: dict[str, int] | None = None) -> None:
         """Re-wrap MK under a new passphrase; every session ends, since a passphrase
-        change usually answers a suspected leak."""
+        change usually answers a suspected leak. The Argon2id cost is the stored
+        one, raised to ``configured_kdf`` (config.toml's kdf.*) where that is higher."""
         mk = self._master()
         header = dict(self.header)
+        kdf = kept_kdf(header.get("kdf") if header["protected"] else None, configured_kdf)
         header["protected"] = new is not None
         header.pop("kdf", None)
         if new is not None:
-            header["kdf"] = {"name": "argon2id", **(kdf or DEFAULT_KDF), "salt": _b64(P.random_bytes(16))}
+            _check_passphrase_kdf(kdf)
+            header["kdf"] = {"name": "argon2id", **kdf, "salt": _b64(P.random_bytes(16))}
         _wrap_mk(header, mk, new)
         hbytes = dumps(header)
         with self.db.write():
@@ -298,9 +404,11 @@ def _checked_header(raw: bytes | None, path: str) -> dict[str, Any]:
         ints = [kdf.get(k) for k in ("iterations", "memory_kib", "lanes")] if ok and isinstance(kdf, dict) else []
         ok = ok and all(type(v) is int for v in ints)
         if ok and isinstance(kdf, dict):
-            # bounds that refuse nonsense and a denial of service (16 GiB, 64 passes)
-            ok = 1 <= kdf["lanes"] <= 64 and 8 * kdf["lanes"] <= kdf["memory_kib"] <= 16 << 20
-            ok = ok and 1 <= kdf["iterations"] <= 64
+            # below the floor (edited: init and passwd never write it) or above
+            # the ceilings (a denial of service): damage, not a wrong passphrase
+            problem = kdf_problem(kdf)
+            if problem:
+                raise IntegrityError(f"{path}: the keyring header is damaged (Argon2id parameters: {problem})")
     if not ok:
         raise damaged
     return header

@@ -14,14 +14,14 @@ import json
 import os
 import sqlite3
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from kmsctl.errors import IntegrityError, NotFoundException
+from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -88,6 +88,14 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX audit_time ON audit(event_time);
     CREATE TABLE audit_pending (id INTEGER PRIMARY KEY, event_time REAL NOT NULL, record BLOB NOT NULL);
     """,
+    # 4: the commit counter (kmsctl/keyring/epoch.py); a keyring made before
+    # init wrote the audit trail's head, and without one yet, is marked so
+    # that its trail may start without a head (its first record writes one)
+    4: """
+    INSERT OR IGNORE INTO meta(name, value) VALUES ('epoch', '0');
+    INSERT INTO meta(name, value) SELECT 'audit_legacy', '1'
+        WHERE NOT EXISTS (SELECT 1 FROM meta WHERE name = 'audit_head');
+    """,
 }
 
 
@@ -114,9 +122,23 @@ def as_blob(value: Any, what: str) -> bytes:
     raise IntegrityError(f"{what} is damaged (a {type(value).__name__} where bytes belong)")
 
 
-def connect(path: str) -> sqlite3.Connection:
+def _read_only_uri(path: str) -> str:
+    """``mode=ro`` reads the write-ahead log through the ``-shm`` index, which
+    it must be able to open or create; with no log to read (none, or empty)
+    and a folder that cannot take a ``-shm``, ``immutable=1`` reads the file
+    alone, which is then all there is."""
+    from urllib.parse import quote
+
+    wal = path + "-wal"
+    has_log = os.path.exists(wal) and os.path.getsize(wal) > 0
+    can_index = os.path.exists(path + "-shm") or os.access(os.path.dirname(path) or ".", os.W_OK)
+    return f"file:{quote(path)}?" + ("mode=ro" if has_log or can_index else "immutable=1")
+
+
+def connect(path: str, read_only: bool = False) -> sqlite3.Connection:
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        target, uri = (_read_only_uri(path), True) if read_only else (path, False)
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False, uri=uri)
         # FULL: a committed key survives power loss, not only a killed process
         conn.execute("PRAGMA synchronous=FULL")
         # ended sessions and destroyed material are overwritten, whatever the
@@ -127,7 +149,7 @@ def connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def create_database(path: str, header: bytes, header_mac: bytes) -> None:
+def create_database(path: str, header: bytes, header_mac: bytes, extra_meta: dict[str, bytes] | None = None) -> None:
     """Build a complete keyring in a temporary file, then link it into place,
     so that a concurrent ``init`` or reader never sees a half-made keyring."""
     from kmsctl.errors import AlreadyExistsException
@@ -142,7 +164,7 @@ def create_database(path: str, header: bytes, header_mac: bytes) -> None:
         conn.execute("BEGIN")
         conn.executemany(
             "INSERT INTO meta(name, value) VALUES (?, ?)",
-            [("schema_version", b"1"), ("header", header), ("header_mac", header_mac)],
+            [("schema_version", b"1"), ("header", header), ("header_mac", header_mac), *(extra_meta or {}).items()],
         )
         for version in range(2, SCHEMA_VERSION + 1):
             for statement in _statements(MIGRATIONS[version]):
@@ -165,12 +187,15 @@ def create_database(path: str, header: bytes, header_mac: bytes) -> None:
 class Database:
     """Rows in and out; no cryptography beyond what the caller's ``Sealer`` does."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, read_only: bool = False) -> None:
         self.path = path
-        self.conn = connect(path)
+        self.read_only = read_only
+        self.conn = connect(path, read_only)
         _OPEN.add(self)
         self._depth = 0
         self._writing = False
+        # called after each outermost write transaction commits (keyring.epoch)
+        self.after_commit: Callable[[], None] | None = None
 
     # ----- transactions -----
     @property
@@ -206,6 +231,10 @@ class Database:
             finally:
                 self._depth -= 1
             return
+        if self.read_only:
+            raise AccessDeniedException(
+                "read-only mode: this command would write the keyring", hint="run it without --read-only"
+            )
         self._exec("BEGIN IMMEDIATE")
         self._depth, self._writing = 1, True
         try:
@@ -216,7 +245,16 @@ class Database:
                 self.conn.execute("ROLLBACK")
             raise
         self._depth = 0
+        try:
+            # the commit counter moves with every write transaction (keyring.epoch)
+            self._exec("UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE name = 'epoch'")
+        except BaseException:
+            with suppress(*_DB_ERRORS):
+                self.conn.execute("ROLLBACK")
+            raise
         self._exec("COMMIT")
+        if self.after_commit is not None:
+            self.after_commit()
 
     @contextmanager
     def read(self) -> Iterator[None]:
@@ -287,6 +325,12 @@ class Database:
             )
         if version == SCHEMA_VERSION:
             return
+        if self.read_only:
+            raise AccessDeniedException(
+                f"{self.path}: keyring schema {version} must be upgraded to {SCHEMA_VERSION}, "
+                "which read-only mode cannot do",
+                hint="run one command without --read-only where the keyring is writable",
+            )
         with self.write():
             # another process may have migrated while this one waited for the lock
             current = self.schema_version()
@@ -294,6 +338,25 @@ class Database:
                 for statement in _statements(MIGRATIONS[v]):
                     self.execute(statement)
             self.set_meta("schema_version", str(SCHEMA_VERSION).encode())
+
+    def epoch(self) -> int:
+        """The commit counter (``meta.epoch``); a missing or damaged one is damage."""
+        raw = self.meta("epoch")
+        if raw is None or not raw.isdigit():
+            raise IntegrityError(f"{self.path}: the keyring's commit counter is missing or damaged")
+        return int(raw)
+
+    def integrity_check(self) -> str | None:
+        """SQLite's full ``PRAGMA integrity_check`` (every page, every index
+        against its table): None if it finds nothing, else its first findings."""
+        try:
+            rows = self.conn.execute("PRAGMA integrity_check(20)").fetchall()
+        except _DB_ERRORS as exc:
+            return str(exc)
+        found = [str(r[0]) for r in rows]
+        if found == ["ok"]:
+            return None
+        return "; ".join(found[:5]) + (f" (and {len(found) - 5} more)" if len(found) > 5 else "")
 
     def close(self) -> None:
         with suppress(*_DB_ERRORS):

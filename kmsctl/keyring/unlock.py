@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from kmsctl.errors import AccessDeniedException, ValidationException
+from kmsctl.errors import AccessDeniedException, IntegrityError, ValidationException
 from kmsctl.keyring.keyring import Keyring
 
 Prompt = Callable[[str], str]
@@ -62,14 +62,25 @@ class UnlockSources:
         if path:
             return read_passphrase_file(path)
         if self.env.get("KMSCTL_PASSPHRASE"):
-            return self.env["KMSCTL_PASSPHRASE"].encode()
+            return _limited(self.env["KMSCTL_PASSPHRASE"].encode(), "KMSCTL_PASSPHRASE")
         value = self.prompt(text)
         if not value:
             raise AccessDeniedException("empty passphrase", hint=LOCKED_HINT)
-        return value.encode()
+        return _limited(value.encode(), "the passphrase")
 
     def has_passphrase_source(self) -> bool:
         return bool(self.passphrase_file or self.env.get("KMSCTL_PASSPHRASE_FILE") or self.env.get("KMSCTL_PASSPHRASE"))
+
+    def offered(self) -> str | None:
+        """The credential given without a prompt (session or passphrase source), if any."""
+        if self.env.get("KMSCTL_SESSION"):
+            return "KMSCTL_SESSION"
+        if self.passphrase_file:
+            return "--passphrase-file"
+        for name in ("KMSCTL_PASSPHRASE_FILE", "KMSCTL_PASSPHRASE"):
+            if self.env.get(name):
+                return name
+        return None
 
     def new_passphrase(self, path: str | None, prompt: Prompt | None = None) -> bytes:
         """A new passphrase: from ``path``, else asked twice on the terminal."""
@@ -81,12 +92,37 @@ class UnlockSources:
             raise ValidationException("empty passphrase; use --no-passphrase for an unprotected keyring")
         if ask("Repeat passphrase: ") != first:
             raise ValidationException("the two passphrases differ")
-        return first.encode()
+        return _limited(first.encode(), "the passphrase")
+
+
+def _limited(passphrase: bytes, what: str) -> bytes:
+    if len(passphrase) > PASSPHRASE_MAX:
+        raise ValidationException(f"{what} is longer than {PASSPHRASE_MAX} bytes")
+    return passphrase
+
+
+def refuse_if_unprotected_with_credential(keyring: Keyring, sources: UnlockSources) -> None:
+    """A keyring the user unlocks with a passphrase or a session, whose header
+    says it has none, had its protection removed (a replaced header): using it
+    would seal new keys under a master key someone else knows. Exit 8."""
+    offered = sources.offered() if not keyring.protected else None
+    if offered:
+        raise IntegrityError(
+            f"{keyring.home}: the keyring header says the keyring is unprotected, but {offered} offers a "
+            "credential: its protection may have been removed behind your back (a replaced header)",
+            hint="if you made it with --no-passphrase yourself, unset KMSCTL_SESSION, KMSCTL_PASSPHRASE_FILE "
+            "and KMSCTL_PASSPHRASE and drop --passphrase-file",
+        )
+
+
+def unlock_unprotected(keyring: Keyring, sources: UnlockSources) -> None:
+    refuse_if_unprotected_with_credential(keyring, sources)
+    keyring.unlock_unprotected()
 
 
 def unlock(keyring: Keyring, sources: UnlockSources, now: float) -> None:
     if not keyring.protected:
-        keyring.unlock_unprotected()
+        unlock_unprotected(keyring, sources)
         return
     token = sources.env.get("KMSCTL_SESSION")
     if token:

@@ -26,7 +26,7 @@ class AuditOps(LocalKMSBase):
     def _adopt_pending(self) -> None:
         self._ensure_unlocked()
         trail = self.trail()
-        if trail.pending():
+        if trail.pending() and not self.db.read_only:
             with self.keyring.db.write():
                 trail.adopt_pending()
 
@@ -68,6 +68,9 @@ class AuditOps(LocalKMSBase):
     def audit_verify(self) -> dict[str, Any]:
         """Walk the chain; IntegrityError names the first bad record."""
         self._adopt_pending()
+        problem = self.db.integrity_check()  # the indexes, which the chain does not cover
+        if problem:
+            raise E.IntegrityError(f"{self.keyring.path}: SQLite's integrity check fails: {problem}")
         trail = self.trail()
         checked, problem = trail.verify()
         if problem:

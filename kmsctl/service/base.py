@@ -63,6 +63,11 @@ class LocalKMSBase(DispatchBase):
         report: dict[str, list[dict[str, Any]]] = {"DeletedKeys": [], "RotatedKeys": []}
         if not self.db.query(deletions, (now,)) and not self.db.query(rotations, (now,)):
             return report
+        if self.db.read_only and not dry_run:
+            raise E.AccessDeniedException(
+                "read-only mode: a key deletion or rotation is due, which must be done before any use of the keyring",
+                hint="run 'kmsctl maintain' where the keyring is writable",
+            )
         with self.db.read() if dry_run else self.db.write():
             for (key_id,) in self.db.query(deletions, (now,)):
                 doc = self._load_key(key_id)

@@ -68,8 +68,10 @@ class DispatchBase:
         try:
             with self.db.write():
                 yield
-        finally:
+        except BaseException:
             self._flush_deferred()
+            raise
+        self._flush_deferred(strict=True)
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -79,8 +81,10 @@ class DispatchBase:
         try:
             with self.db.read():
                 yield
-        finally:
+        except BaseException:
             self._flush_deferred()
+            raise
+        self._flush_deferred(strict=True)
 
     # ----- unlocking -----
     def _ensure_unlocked(self) -> None:
@@ -174,6 +178,8 @@ class DispatchBase:
             self._record(name, request, None, error, when)
 
     def _append(self, event: dict[str, Any], when: float) -> None:
+        if self.db.read_only:  # --read-only: no record (the CLI says so once)
+            return
         trail = self.trail()
         if self.db.in_transaction:
             with self.db.write():
@@ -184,13 +190,22 @@ class DispatchBase:
         with self.db.relaxed_durability(), self.db.write():
             trail.append(event, when)
 
-    def _flush_deferred(self) -> None:
+    def _flush_deferred(self, strict: bool = False) -> None:
+        """Append the records kept while a transaction was open. ``strict``
+        (the block succeeded): a record that cannot be written fails the
+        command, as any read's record does; else the block's own error is
+        the one to report."""
         if self.db.in_transaction:
             return
         deferred, self._deferred = self._deferred, []
+        failed: E.KMSError | None = None
         for event, when in deferred:
-            with suppress(E.KMSError):
+            try:
                 self._append(event, when)
+            except E.KMSError as exc:
+                failed = failed or exc
+        if strict and failed is not None:
+            raise failed
 
     # ----- provided by LocalKMSBase -----
     def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:

@@ -124,6 +124,11 @@ class RotationOps(LocalKMSBase):
     @operation("Maintain", writes=True, maintenance=True)
     def maintain(self, *, DryRun: bool = False) -> dict[str, Any]:
         """kmsctl's own: complete due deletions and automatic rotations for the
-        whole keyring now (for cron or a CI schedule); DryRun only reports."""
+        whole keyring now (for cron or a CI schedule); DryRun only reports.
+        SQLite's full integrity check runs first: a damaged index must not
+        steer what is destroyed or rotated."""
+        problem = self.db.integrity_check()
+        if problem:
+            raise E.IntegrityError(f"{self.keyring.path}: SQLite's integrity check fails: {problem}")
         report = self._due_work(dry_run=bool(DryRun))
         return {**report, "DryRun": bool(DryRun)}
