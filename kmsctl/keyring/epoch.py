@@ -5,9 +5,10 @@ Every write transaction adds one to ``meta.epoch`` inside the transaction;
 after it commits, the counter and the audit trail's head as they now stand
 (read back from the database, so only committed values are ever written) are
 written to ``keyring.epoch`` next to ``keyring.db`` (in place, under an
-advisory lock on the file, and only if it moves the counter forward). The file therefore never runs ahead of the database: after
-a crash between the commit and the file write the database is one transaction
-ahead, which is allowed. The database falling behind the file is not:
+advisory lock on the file, and only if it moves the counter forward). The
+file therefore never runs ahead of the database: after a crash between the
+commit and the file write the database is one transaction ahead, which is
+allowed. The database falling behind the file is not:
 
 * at every open (no secret needed), ``meta.epoch`` must be at least the file's
   ``epoch``: a damaged write-ahead log (SQLite drops every frame after a bad
