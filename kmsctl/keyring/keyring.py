@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from contextlib import suppress
 from typing import Any
 
 from kmsctl.crypto import primitives as P
@@ -128,7 +129,8 @@ def create(
     # head and all, is then always missing its head
     head = genesis_head(_derive(mk, b"audit"))
     create_database(db_path(home), hbytes, P.hmac_sha256(_mac_key(mk), _MAC_HEADER + hbytes), {"audit_head": head})
-    epoch.write(home, epoch.document(header["keyring_id"], 0, head))
+    with suppress(OSError):  # if it cannot be written now, the first open makes it
+        epoch.write(home, epoch.document(header["keyring_id"], 0, head))
 
 
 def _check_passphrase_kdf(kdf: dict[str, int]) -> None:
@@ -192,8 +194,6 @@ class Keyring:
 
     def publish_epoch(self) -> None:
         """Write keyring.epoch from the committed state (after each write transaction)."""
-        from contextlib import suppress
-
         from kmsctl.keyring import epoch
 
         rows = self.db.query("SELECT name, value FROM meta WHERE name IN ('epoch', 'audit_head')")
