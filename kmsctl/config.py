@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from kmsctl.errors import ValidationException
+from kmsctl.text import is_text
 
 FILENAME = "config.toml"
+FILE_MAX = 1 << 20  # far above any real settings file
 OUTPUTS = ("auto", "table", "json", "text")
 TTL_MAX_S = 30 * 86400
 # the bounds the keyring header accepts (kmsctl.keyring.keyring._checked_header):
@@ -128,6 +131,8 @@ def setting(name: str) -> Setting:
 def parse(name: str, value: Any) -> Any:
     """``value`` (text from the command line, or a TOML value) checked and typed for ``name``."""
     s = setting(name)
+    if isinstance(value, str) and not is_text(value):
+        raise ValidationException(f"{name}: the value is not UTF-8 text")
     try:
         return s.check(value)
     except ValueError as exc:
@@ -164,21 +169,42 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_config_file(file: str) -> bytes | None:
+    """The file's bytes, None if there is none. Only a regular file (a symlink
+    to one is fine) of at most FILE_MAX bytes: a FIFO would block and a device
+    like /dev/zero never end. O_NONBLOCK keeps opening a FIFO from waiting."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValidationException(f"{file}: the config file is not a regular file", hint="replace or remove it")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(FILE_MAX + 1)
+        except OSError as exc:
+            raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
+    if len(raw) > FILE_MAX:
+        raise ValidationException(f"{file}: the config file is larger than {FILE_MAX >> 20} MiB")
+    return raw
+
+
 def load(home: str) -> dict[str, Any]:
     """The file's settings as ``{"kdf.lanes": 4, ...}``, checked; {} if there is no file."""
     file = path(home)
-    try:
-        with open(file, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+    raw = read_config_file(file)
+    if raw is None:
         return {}
-    except OSError as exc:
-        raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
     import tomllib
 
     try:
         text = raw.decode("utf-8")
         doc = tomllib.loads(text)
+    except RecursionError:
+        raise ValidationException(f"{file}: arrays or tables nested too deeply", hint="fix or remove the file") from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ValidationException(f"{file}, line {line}: not UTF-8 text") from None

@@ -645,7 +645,7 @@ ERROR_CASES = [
     ([], ["cancel-delete", "{key}"], 4, "KMSInvalidStateException"),
     ([], ["alias", "create", "alias/app", "{other}"], 7, "AlreadyExistsException"),
     ([], ["create", "--alias", "alias/other"], 7, "AlreadyExistsException"),
-    ([], ["alias", "create", "bad-name", "{key}"], 2, "InvalidAliasNameException"),
+    ([], ["alias", "create", "bad-name", "{key}"], 2, "ValidationException"),
     ([], ["alias", "create", "alias/aws/mine", "{key}"], 2, "InvalidAliasNameException"),
     ([], ["tag", "add", "{key}", "aws:owner=me"], 2, "TagException"),
     ([], ["tag", "add", "{key}", "novalue"], 2, "UsageError"),

@@ -226,7 +226,10 @@ def cli(
 
 
 def _fail(code: str, message: str, exit_code: int) -> int:
-    message = " ".join(str(message).split())  # one line, whatever the message held
+    from kmsctl.text import escape
+
+    # one line, whatever the message held, and no control character from user input
+    message = escape(" ".join(str(message).split()), backslash=False)
     try:
         sys.stderr.write(f"kmsctl: {code}: {message}\n")
         sys.stderr.flush()

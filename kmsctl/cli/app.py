@@ -109,8 +109,11 @@ class App:
             self.warn(message)
 
     def warn(self, message: str) -> None:
-        """A warning on stderr, which -q does not silence."""
-        sys.stderr.write(message + "\n")
+        """A warning on stderr, which -q does not silence; control characters
+        (from a KEY or file name given) are escaped."""
+        from kmsctl.text import escape
+
+        sys.stderr.write(escape(message, backslash=False) + "\n")
         sys.stderr.flush()
 
     def write(self, data: bytes) -> None:
@@ -118,7 +121,11 @@ class App:
         self.stdout.flush()
 
     def write_text(self, text: str) -> None:
-        self.write(text.encode())
+        try:  # a path that was not UTF-8 (--home) goes out as the bytes it was
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "backslashreplace")
+        self.write(data)
 
     # ----- keyring and client -----
     def sources(self) -> UnlockSources:

@@ -121,7 +121,13 @@ def audit_export(app: App, fmt: str) -> None:
     import json
 
     records = app.kms().audit_export()
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    from kmsctl.text import json_safe
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def dumps(record: Any) -> str:
+        return json_safe(encode(record))
+
     if fmt == "jsonl":
         for record in records:
             app.stdout.write((dumps(record) + "\n").encode())

@@ -43,6 +43,15 @@ def _blob_marker() -> int:
     return MARKER
 
 
+def _ciphertext(input_path: str) -> bytes:
+    """A ciphertext from INPUT, raw or base64: text that is neither is not
+    ciphertext (InvalidCiphertextException, as AWS answers for any bad blob)."""
+    from kmsctl.errors import InvalidCiphertextException
+
+    data = read_input(input_path, BLOB_READ_MAX, "ciphertext")
+    return decode_blob(data, _blob_marker(), what="ciphertext", error=InvalidCiphertextException)
+
+
 def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
     if app.output == "json":
         emit(app, out, columns=[], rows=[])
@@ -106,7 +115,7 @@ def decrypt(
     Ciphertext from an RSA key is raw RSA-OAEP output: give -k (and --algorithm
     if it is not the key's first, RSAES_OAEP_SHA_1).
     """
-    data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
+    data = _ciphertext(input_path)
     args: dict[str, Any] = {"CiphertextBlob": data}
     if key:
         args["KeyId"] = key
@@ -147,7 +156,7 @@ def re_encrypt(
 ) -> None:
     """Decrypt INPUT and encrypt it again under DEST_KEY, without the plaintext
     ever leaving kmsctl (ReEncrypt). -c sets the new encryption context."""
-    data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
+    data = _ciphertext(input_path)
     args: dict[str, Any] = {"CiphertextBlob": data, "DestinationKeyId": key}
     if source_key:
         args["SourceKeyId"] = source_key

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kmsctl.errors import ValidationException
+from kmsctl.errors import KMSError, ValidationException
 
 if TYPE_CHECKING:
     from kmsctl.cli.app import App
 
 _B64_CHARS = re.compile(rb"^[A-Za-z0-9+/=_\-\s]*$")
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -34,24 +35,50 @@ def read_input(path: str, limit: int, what: str = "input") -> bytes:
     return data
 
 
-def decode_blob(data: bytes, marker: int | None = None) -> bytes:
+def decode_blob(
+    data: bytes, marker: int | None = None, *, what: str = "input", error: type[KMSError] = ValidationException
+) -> bytes:
     """Raw or base64, told apart without guessing: a raw kmsctl blob starts with
     a byte that no base64 text can (``marker``); anything made only of base64
-    characters is decoded as base64."""
+    characters and whitespace must be strict base64 (``strict_base64``), else
+    ``error``; anything else is passed on raw."""
     if marker is not None and data[:1] == bytes([marker]):
         return data
     if data and _B64_CHARS.fullmatch(data):
-        import base64
-        import binascii
-
-        text = b"".join(data.split())
-        try:
-            if b"-" in text or b"_" in text:
-                return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
-            return base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raise ValidationException(f"input looks like base64 but does not decode ({len(data)} bytes)") from None
+        decoded, problem = strict_base64(b"".join(data.split()))
+        if problem:
+            raise error(f"the {what} is made of base64 characters but is not base64: {problem}")
+        return decoded
     return data
+
+
+def strict_base64(text: bytes) -> tuple[bytes, str | None]:
+    """Decode base64 with one spelling per value: one alphabet (standard or
+    URL-safe, never both), padding optional but only at the end and only to
+    complete the last group, and no stray bits in the last character (RFC 4648
+    section 3.5). -> (bytes, None), or (b"", what is wrong)."""
+    import base64
+    import binascii
+
+    body = text.rstrip(b"=")
+    pad = len(text) - len(body)
+    if b"=" in body:
+        return b"", "'=' before the end (padding is allowed only at the end, with nothing after it)"
+    if pad and (pad > 2 or len(text) % 4):
+        return b"", "wrong padding"
+    if len(body) % 4 == 1:
+        return b"", "its length is not that of any base64 text"
+    urlsafe, standard = bool(re.search(rb"[-_]", body)), bool(re.search(rb"[+/]", body))
+    if urlsafe and standard:
+        return b"", "it mixes the standard (+/) and URL-safe (-_) alphabets"
+    std = body.translate(_URLSAFE_TO_STD) if urlsafe else body
+    try:
+        decoded = base64.b64decode(std + b"=" * (-len(std) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b"", "it does not decode"
+    if base64.b64encode(decoded).rstrip(b"=") != std:
+        return b"", "its last character has stray bits (not the canonical spelling)"
+    return decoded, None
 
 
 def write_binary(app: App, data: bytes, force_base64: bool) -> None:

@@ -16,7 +16,7 @@ import click
 from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, input_argument, key_option
-from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.io import decode_blob, parse_pairs, read_input, strict_base64, write_binary
 from kmsctl.cli.options import AwsChoice
 from kmsctl.errors import ValidationException
 from kmsctl.render import emit
@@ -56,17 +56,14 @@ def to_pem(der: bytes, label: str = "PUBLIC KEY") -> str:
 def from_pem_or_der(data: bytes, what: str = "public key") -> bytes:
     """A PEM ``PUBLIC KEY`` block, or DER (raw or base64) as it is."""
     if b"-----BEGIN" not in data:
-        return decode_blob(data)
+        return decode_blob(data, what=what)
     m = _PEM.search(data)
     if m is None or m.group(1) != b"PUBLIC KEY":
         raise ValidationException(f"the {what} is PEM but not a '-----BEGIN PUBLIC KEY-----' block")
-    import base64
-    import binascii
-
-    try:
-        return base64.b64decode(b"".join(m.group(2).split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationException(f"the {what} PEM block does not decode") from None
+    der, problem = strict_base64(b"".join(m.group(2).split()))
+    if problem or b"-" in m.group(2) or b"_" in m.group(2):
+        raise ValidationException(f"the {what} PEM block does not decode: {problem or 'not standard base64'}")
+    return der
 
 
 algorithm_help = "{}; default: the key's first ({})."
@@ -130,7 +127,7 @@ def verify(app: App, key: str, signature_path: str, algorithm: str | None, messa
 
     Text columns: SignatureValid KeyId SigningAlgorithm.
     """
-    signature = decode_blob(read_input(signature_path, BLOB_READ_MAX, "signature"))
+    signature = decode_blob(read_input(signature_path, BLOB_READ_MAX, "signature"), what="signature")
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "SigningAlgorithms", "RSASSA_PSS_SHA_256", message_type)
     out = app.kms().verify(
@@ -169,7 +166,7 @@ def verify_mac(app: App, key: str, mac_path: str, algorithm: str | None, input_p
 
     Text columns: MacValid KeyId MacAlgorithm.
     """
-    mac = decode_blob(read_input(mac_path, BLOB_READ_MAX, "MAC"))
+    mac = decode_blob(read_input(mac_path, BLOB_READ_MAX, "MAC"), what="MAC")
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "MacAlgorithms", "HMAC_SHA_256")
     out = app.kms().verify_mac(KeyId=key, Message=message, Mac=mac, MacAlgorithm=algorithm)

@@ -35,6 +35,17 @@ def read_passphrase_file(path: str) -> bytes:
     return line
 
 
+def _utf8(text: str, source: str) -> bytes:
+    """A passphrase given as text must be UTF-8 (a file may hold any bytes):
+    one that is not would otherwise mean different bytes to different tools."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise ValidationException(
+            f"{source} is not UTF-8 text", hint="give the passphrase in a file (--passphrase-file) instead"
+        ) from None
+
+
 def terminal_prompt(text: str) -> str:
     """A hidden prompt on the controlling terminal; AccessDenied if there is none."""
     try:
@@ -62,11 +73,11 @@ class UnlockSources:
         if path:
             return read_passphrase_file(path)
         if self.env.get("KMSCTL_PASSPHRASE"):
-            return self.env["KMSCTL_PASSPHRASE"].encode()
+            return _utf8(self.env["KMSCTL_PASSPHRASE"], "KMSCTL_PASSPHRASE")
         value = self.prompt(text)
         if not value:
             raise AccessDeniedException("empty passphrase", hint=LOCKED_HINT)
-        return value.encode()
+        return _utf8(value, "the passphrase typed")
 
     def has_passphrase_source(self) -> bool:
         return bool(self.passphrase_file or self.env.get("KMSCTL_PASSPHRASE_FILE") or self.env.get("KMSCTL_PASSPHRASE"))
@@ -81,7 +92,7 @@ class UnlockSources:
             raise ValidationException("empty passphrase; use --no-passphrase for an unprotected keyring")
         if ask("Repeat passphrase: ") != first:
             raise ValidationException("the two passphrases differ")
-        return first.encode()
+        return _utf8(first, "the passphrase typed")
 
 
 def unlock(keyring: Keyring, sources: UnlockSources, now: float) -> None:

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from kmsctl.text import escape, json_safe
+
 if TYPE_CHECKING:
     from kmsctl.cli.app import App
 
@@ -33,11 +35,12 @@ def _jsonable(value: Any) -> Any:
 def to_json(payload: Any) -> str:
     import json
 
-    return json.dumps(_jsonable(payload), indent=2, ensure_ascii=False) + "\n"
+    return json_safe(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False)) + "\n"
 
 
 def cell(value: Any, human: bool = False) -> str:
-    """One text cell: no tab or newline may break the record. ``human`` (tables)
+    """One text cell: no tab or newline may break the record, and no control
+    character reaches the terminal (kmsctl.text.escape). ``human`` (tables)
     shortens times to the second and joins lists with ", "."""
     if value is None:
         return ""
@@ -49,10 +52,7 @@ def cell(value: Any, human: bool = False) -> str:
         return (", " if human else ",").join(cell(v, human) for v in value)
     if isinstance(value, (bytes, bytearray)):
         return _b64(bytes(value))
-    text = str(value)
-    if any(c in text for c in "\\\t\n\r"):
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
+    return escape(str(value))  # backslash, tab, newline, CR, and every other control character
 
 
 def emit(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kmsctl import errors as E
 from kmsctl.keyring.audit import AuditTrail, event_time_text
+from kmsctl.text import without_surrogates
 
 if TYPE_CHECKING:
     from kmsctl.keyring.keyring import Keyring
@@ -62,14 +63,14 @@ def _safe(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items()}
+        return {without_surrogates(str(k)): _safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_safe(v) for v in value[:100]]
-    if isinstance(value, str) and len(value) > _MAX_VALUE:
-        return value[:_MAX_VALUE] + "…"
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):  # text that was not UTF-8 is kept escaped: the record must encode
+        return without_surrogates(value[:_MAX_VALUE] + "…" if len(value) > _MAX_VALUE else value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
-    return str(value)
+    return without_surrogates(str(value))
 
 
 def _length(value: Any) -> dict[str, Any]:
@@ -107,7 +108,7 @@ def _elements(data: dict[str, Any] | None, *, unknown_opaque: bool = False) -> d
         hidden = str(k).lower() in _OPAQUE or (
             unknown_opaque and k not in _parameters() and not isinstance(v, (bool, int, float, datetime, type(None)))
         )
-        out[_camel(str(k))] = _length(v) if hidden else _safe(v)
+        out[without_surrogates(_camel(str(k)))] = _length(v) if hidden else _safe(v)
     return out
 
 
@@ -161,7 +162,7 @@ def build_event(
     }
     if error is not None:
         event["errorCode"] = error.code
-        event["errorMessage"] = error.message
+        event["errorMessage"] = without_surrogates(error.message)
     return event
 
 

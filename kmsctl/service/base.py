@@ -110,8 +110,11 @@ class LocalKMSBase(DispatchBase):
 
     def _parse_ref(self, ref: Any, field: str = "keyId") -> tuple[str, str]:
         """-> ("key", id) or ("alias", "alias/name")."""
-        if not isinstance(ref, str) or not 1 <= len(ref) <= 2048:
-            raise E.validation_error(ref, field, "Member must have length between 1 and 2048")
+        if not isinstance(ref, str):
+            raise E.validation_error(ref, field, "Member must be a string")
+        if not 1 <= len(ref) <= 2048:
+            bound = "greater than or equal to 1" if not ref else "less than or equal to 2048"
+            raise E.validation_error(ref, field, f"Member must have length {bound}")
         if ref.startswith("arn:"):
             m = _ARN_RE.fullmatch(ref)
             if not m:

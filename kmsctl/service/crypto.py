@@ -25,7 +25,12 @@ def _bytes(value: Any, field: str, lo: int, hi: int) -> bytes:
         raise E.ValidationException(f"{field} must be bytes")
     data = bytes(value)
     if not lo <= len(data) <= hi:
-        raise E.validation_error("...", field[0].lower() + field[1:], f"Member must have length between {lo} and {hi}")
+        # AWS's wording for a blob member: no value quoted, one bound named
+        bound = f"greater than or equal to {lo}" if len(data) < lo else f"less than or equal to {hi}"
+        raise E.ValidationException(
+            f"1 validation error detected: Value at '{field[0].lower() + field[1:]}' failed to satisfy "
+            f"constraint: Member must have length {bound}"
+        )
     return data
 
 
@@ -38,8 +43,12 @@ def _context(ctx: Any, field: str = "EncryptionContext") -> dict[str, str] | Non
 
 
 def _number_of_bytes(value: Any, field: str = "numberOfBytes") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= model.NUMBER_OF_BYTES_MAX:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise E.validation_error(value, field, f"Member must have value between 1 and {model.NUMBER_OF_BYTES_MAX}")
+    if value < 1:
+        raise E.validation_error(value, field, "Member must have value greater than or equal to 1")
+    if value > model.NUMBER_OF_BYTES_MAX:
+        raise E.validation_error(value, field, f"Member must have value less than or equal to {model.NUMBER_OF_BYTES_MAX}")
     return value
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from kmsctl import errors as E
 from kmsctl.keyring.audit import AuditTrail
 from kmsctl.keyring.keyring import Keyring
+from kmsctl.text import first_non_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 Clock = Callable[[], float]
@@ -45,6 +46,24 @@ def operation(name: str, *, writes: bool = False, maintenance: bool = False, unl
         return wrapper  # type: ignore[return-value]
 
     return deco
+
+
+def _check_text(kwargs: dict[str, Any]) -> None:
+    """Every string of a request must be Unicode text before anything encodes
+    it: a command-line argument that was not UTF-8 arrives with lone surrogates."""
+    for field, value in kwargs.items():
+        where = first_non_text(value, field[:1].lower() + field[1:])
+        if where:
+            raise E.ValidationException(
+                f"1 validation error detected: Value at '{where}' failed to satisfy constraint: "
+                "Member must be valid Unicode text (it holds bytes that are not UTF-8)"
+            )
+
+
+def _internal(exc: Exception) -> E.KMSError:
+    """What the audit trail keeps of an unexpected error: its type, never its
+    text (which could quote data)."""
+    return E.KMSInternalException(f"internal error ({type(exc).__name__})")
 
 
 class DispatchBase:
@@ -97,6 +116,10 @@ class DispatchBase:
         except E.KMSError as exc:
             self._record("Unlock", {}, None, exc, self.clock())
             raise
+        except Exception as exc:
+            with suppress(Exception):
+                self._record("Unlock", {}, None, _internal(exc), self.clock())
+            raise
 
     # ----- the dispatch point -----
     def _dispatch(
@@ -118,6 +141,7 @@ class DispatchBase:
                 sig.bind(self, **kwargs)
             except TypeError as exc:
                 raise E.ValidationException(f"{name}: {exc}") from None
+            _check_text(kwargs)
             if unlock:
                 self._ensure_unlocked()
             if not maintenance and self.keyring.unlocked and not self.db.in_transaction:
@@ -135,6 +159,10 @@ class DispatchBase:
             error = exc
             if response is None:  # the operation failed, not its record
                 self._record_failure(name, kwargs, exc, when)
+            raise
+        except Exception as exc:  # a defect: still recorded, then exit 70 at the CLI's boundary
+            with suppress(Exception):  # the defect is the error to report, not a failing record
+                self._record(name, kwargs, None, _internal(exc), when)
             raise
         finally:
             for observe in self.observers:

@@ -78,7 +78,7 @@ class RotationOps(LocalKMSBase):
         key["OnDemandRotations"] = count + 1
         self._rotate(key, "ON_DEMAND", self.clock())
         self._save_key(key)
-        return {"KeyId": self.key_arn(key["KeyId"])}
+        return {"KeyId": key["KeyId"]}  # the bare key ID, as AWS answers (not the ARN)
 
     @operation("ListKeyRotations")
     def list_key_rotations(
