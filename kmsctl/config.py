@@ -204,7 +204,9 @@ def load(home: str) -> dict[str, Any]:
         text = raw.decode("utf-8")
         doc = tomllib.loads(text)
     except RecursionError:
-        raise ValidationException(f"{file}: arrays or tables nested too deeply", hint="fix or remove the file") from None
+        raise ValidationException(
+            f"{file}: arrays or tables nested too deeply", hint="fix or remove the file"
+        ) from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ValidationException(f"{file}, line {line}: not UTF-8 text") from None

@@ -48,7 +48,9 @@ def _number_of_bytes(value: Any, field: str = "numberOfBytes") -> int:
     if value < 1:
         raise E.validation_error(value, field, "Member must have value greater than or equal to 1")
     if value > model.NUMBER_OF_BYTES_MAX:
-        raise E.validation_error(value, field, f"Member must have value less than or equal to {model.NUMBER_OF_BYTES_MAX}")
+        raise E.validation_error(
+            value, field, f"Member must have value less than or equal to {model.NUMBER_OF_BYTES_MAX}"
+        )
     return value
 
 
