@@ -247,10 +247,13 @@ def run(args: list[str] | None = None) -> int:
     from kmsctl.errors import KMSError
 
     debug = bool(os.environ.get("KMSCTL_DEBUG")) or "--debug" in (args if args is not None else sys.argv[1:])
+    argv = list(sys.argv[1:] if args is None else args)
+    if any("\x00" in a for a in argv):  # no real argv can hold one; a caller's list can
+        return _fail("UsageError", "an argument holds a NUL character", 2)
     try:
         # make_context + invoke rather than cli.main: main() turns EPIPE into
         # exit 1, and 1 means only "does not verify" here
-        with cli.make_context("kmsctl", list(sys.argv[1:] if args is None else args)) as ctx:
+        with cli.make_context("kmsctl", argv) as ctx:
             cli.invoke(ctx)
         sys.stdout.flush()
         return 0
@@ -261,6 +264,7 @@ def run(args: list[str] | None = None) -> int:
         return _fail(exc.code, message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
+        sys.stderr.flush()
         return 2
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "kmsctl"

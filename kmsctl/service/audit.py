@@ -154,7 +154,9 @@ def build_event(
         "requestID": str(uuid.uuid4()),
         "eventID": str(uuid.uuid4()),
         "readOnly": name in READ_ONLY,
-        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn}] if key_arn else [],
+        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": without_surrogates(key_arn)}]
+        if key_arn
+        else [],
         "eventType": "AwsApiCall",
         "managementEvent": True,
         "recipientAccountId": account,
