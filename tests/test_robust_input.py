@@ -155,10 +155,10 @@ def test_endless_input_fails_fast_with_aws_length_message(
     (tmp_path / "m").write_bytes(b"m")
     proc = sub(*[a.replace("{empty}", str(tmp_path / "m")) for a in args], timeout=20)
     line = one_error(proc, 2, "ValidationException")
-    assert line.endswith(
-        f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
+    assert (  # a hint may follow
+        f"ValidationException: 1 validation error detected: Value at '{member}' failed to satisfy constraint: "
         f"Member must have length less than or equal to {limit}"
-    )
+    ) in line
 
 
 @pytest.mark.parametrize(
@@ -168,9 +168,9 @@ def test_endless_input_fails_fast_with_aws_length_message(
 )
 def test_empty_blob_has_aws_length_message(sub: Any, key: str, args: list[str], member: str) -> None:
     line = one_error(sub(*args, input=b""), 2, "ValidationException")
-    assert line.endswith(
+    assert (
         f"Value at '{member}' failed to satisfy constraint: Member must have length greater than or equal to 1"
-    )
+    ) in line
 
 
 # ----- a defect inside an operation is still recorded -----
