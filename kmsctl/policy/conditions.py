@@ -179,7 +179,7 @@ def _in_net(value: str, net: _IpNet) -> bool:
 class Condition:
     """One ``Operator: {key: values}`` pair, ready to evaluate."""
 
-    __slots__ = ("_null", "_preds", "if_exists", "key", "negated", "operator", "set_op")
+    __slots__ = ("_null", "_preds", "_valid", "if_exists", "key", "negated", "operator", "set_op")
 
     def __init__(self, op: str, key: str, values: Any, variables: bool, where: str) -> None:
         self.operator = op
@@ -204,6 +204,7 @@ class Condition:
         texts = [_as_text(v, where) for v in raw]
         self._null: bool | None = None
         self._preds: tuple[_Pred, ...] = ()
+        self._valid = _VALID.get(family)
         if family == "Null":
             if len(texts) != 1 or texts[0].lower() not in ("true", "false"):
                 raise ConditionError(f"{where}: Null takes true or false")
@@ -219,6 +220,8 @@ class Condition:
         values = ctx.get(self.key)
         if self._null is not None:
             return (values is None) == self._null
+        if values is not None and self._valid is not None and not all(self._valid(v) for v in values):
+            return False  # a request value of the wrong type matches no operator, negated or not
         if values is None:
             if self.if_exists or self.set_op == "ForAllValues":
                 return True
@@ -231,6 +234,22 @@ class Condition:
             return any(hits) if self.set_op == "ForAnyValue" else all(hits)
         hit = any(self._any(v, ctx, multi) for v in values)
         return hit != self.negated
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+_VALID: dict[str, Callable[[str], bool]] = {
+    "Numeric": lambda v: parse_number(v) is not None,
+    "Date": lambda v: parse_date(v) is not None,
+    "Binary": lambda v: _b64(v) is not None,
+    "Ip": _is_ip,
+}
 
 
 def parse_conditions(block: Any, variables: bool, where: str) -> tuple[Condition, ...]:
