@@ -32,8 +32,7 @@ from typing import Any
 
 from kmsctl.policy.variables import ArnPattern, Context, Glob, Template, VariableError
 
-_Pred = Callable[[str, Context, frozenset[str]], bool]  # request value -> does it match this policy value?
-_IpNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+_Pred = Callable[[Any, Context, frozenset[str]], bool]  # (converted) request value -> matches this policy value?
 
 FAMILIES: dict[str, tuple[str, bool]] = {  # operator -> (family, negated)
     "StringEquals": ("String", False),
@@ -116,48 +115,45 @@ def _as_text(value: Any, where: str) -> str:
     raise ConditionError(f"{where}: a condition value must be a string, a number or a boolean")
 
 
-def _pred(family: str, base: str, raw: str, variables: bool, where: str) -> _Pred:
-    """Compile one policy value into a predicate over one request value."""
+def _compile_value(family: str, base: str, raw: str, variables: bool, where: str) -> _Pred | Any:
+    """One policy value -> a predicate over one (converted) request value, or a constant to look up in a set."""
     try:
-        if family == "String":
+        if family in ("String", "StringIgnoreCase", "Bool"):
             t = Template(raw, variables)
-            return lambda v, c, m: v == t.literal(c, m)
-        if family == "StringIgnoreCase":
-            t = Template(raw, variables)
-            return lambda v, c, m: (s := t.literal(c, m)) is not None and v.casefold() == s.casefold()
+            fold = _FOLD[family]
+            if family == "Bool" and not t.has_vars and raw.lower() not in ("true", "false"):
+                raise ConditionError(f"{where}: {raw!r} is not a boolean (true or false)")
+            if not t.has_vars:
+                return fold(raw)
+            return lambda v, c, m: (s := t.literal(c, m)) is not None and v == fold(s)
         if family == "StringLike":
             g = Glob(raw, variables)
             return lambda v, c, m: (r := g.matcher(c, m)) is not None and r.fullmatch(v) is not None
         if family == "Arn":
             a = ArnPattern(raw, variables)
             return lambda v, c, m: (r := a.matcher(c, m)) is not None and r.fullmatch(v) is not None
-        if family == "Bool":
-            t = Template(raw, variables)
-            if not t.has_vars and raw.lower() not in ("true", "false"):
-                raise ConditionError(f"{where}: {raw!r} is not a boolean (true or false)")
-            return lambda v, c, m: (s := t.literal(c, m)) is not None and v.lower() == s.lower()
     except VariableError as exc:
         raise ConditionError(f"{where}: {exc}") from None
     if family in ("Numeric", "Date"):
-        parse = parse_number if family == "Numeric" else parse_date
-        bound = parse(raw)
+        bound = parse_number(raw) if family == "Numeric" else parse_date(raw)
         if bound is None:
             kind = "a number" if family == "Numeric" else "an ISO 8601 date or epoch seconds"
             raise ConditionError(f"{where}: {raw!r} is not {kind}")
         cmp = _ORDER[base[len(family) :]]
-        return lambda v, c, m: (x := parse(v)) is not None and cmp(x, bound)
+        if cmp is operator.eq:
+            return bound
+        return lambda v, c, m: cmp(v, bound)
     if family == "Binary":
-        try:
-            expected = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise ConditionError(f"{where}: {raw!r} is not base64") from None
-        return lambda v, c, m: _b64(v) == expected
+        expected = _b64(raw)
+        if expected is None:
+            raise ConditionError(f"{where}: {raw!r} is not base64")
+        return expected
     if family == "Ip":
         try:
             net = ipaddress.ip_network(raw.strip(), strict=False)
         except ValueError:
             raise ConditionError(f"{where}: {raw!r} is not an IP address or CIDR range") from None
-        return lambda v, c, m: _in_net(v, net)
+        return lambda v, c, m: v.version == net.version and v in net
     raise AssertionError(family)
 
 
@@ -168,18 +164,10 @@ def _b64(value: str) -> bytes | None:
         return None
 
 
-def _in_net(value: str, net: _IpNet) -> bool:
-    try:
-        addr = ipaddress.ip_address(value.strip())
-    except ValueError:
-        return False
-    return addr.version == net.version and addr in net
-
-
 class Condition:
     """One ``Operator: {key: values}`` pair, ready to evaluate."""
 
-    __slots__ = ("_null", "_preds", "_valid", "if_exists", "key", "negated", "operator", "set_op")
+    __slots__ = ("_convert", "_members", "_null", "_tests", "cost", "if_exists", "key", "negated", "operator", "set_op")
 
     def __init__(self, op: str, key: str, values: Any, variables: bool, where: str) -> None:
         self.operator = op
@@ -203,53 +191,65 @@ class Condition:
         raw = values if isinstance(values, list) else [values]
         texts = [_as_text(v, where) for v in raw]
         self._null: bool | None = None
-        self._preds: tuple[_Pred, ...] = ()
-        self._valid = _VALID.get(family)
+        self._convert = _CONVERT.get(family)
+        self._members: frozenset[Any] = frozenset()
+        self._tests: tuple[_Pred, ...] = ()
         if family == "Null":
             if len(texts) != 1 or texts[0].lower() not in ("true", "false"):
                 raise ConditionError(f"{where}: Null takes true or false")
             self._null = texts[0].lower() == "true"
         else:
             with_vars = variables and family in ("String", "StringIgnoreCase", "StringLike", "Arn", "Bool")
-            self._preds = tuple(_pred(family, base, t, with_vars, where) for t in texts)
+            compiled = [_compile_value(family, base, t, with_vars, where) for t in texts]
+            self._members = frozenset(c for c in compiled if not callable(c))
+            self._tests = tuple(c for c in compiled if callable(c))
+        self.cost = _COST.get(family, 1) + len(self._tests) + (1 if set_op else 0)
 
-    def _any(self, value: str, ctx: Context, multi: frozenset[str]) -> bool:
-        return any(p(value, ctx, multi) for p in self._preds)
+    def _any(self, value: Any, ctx: Context, multi: frozenset[str]) -> bool:
+        if value in self._members:
+            return True
+        return any(t(value, ctx, multi) for t in self._tests)
 
     def matches(self, ctx: Context, multi: frozenset[str]) -> bool:
         values = ctx.get(self.key)
         if self._null is not None:
             return (values is None) == self._null
-        if values is not None and self._valid is not None and not all(self._valid(v) for v in values):
-            return False  # a request value of the wrong type matches no operator, negated or not
         if values is None:
             if self.if_exists or self.set_op == "ForAllValues":
                 return True
             if self.set_op == "ForAnyValue":
                 return False
             return self.negated
+        converted: Any = values
+        if self._convert is not None:
+            converted = [self._convert(v) for v in values]
+            if None in converted:
+                return False  # a request value of the wrong type matches no operator, negated or not
         if self.set_op:
-            members = [v for v in values if v != ""]
+            members = [v for v, raw in zip(converted, values, strict=True) if raw != ""]
             hits = (self._any(v, ctx, multi) != self.negated for v in members)
             return any(hits) if self.set_op == "ForAnyValue" else all(hits)
-        hit = any(self._any(v, ctx, multi) for v in values)
+        hit = any(self._any(v, ctx, multi) for v in converted)
         return hit != self.negated
 
 
-def _is_ip(value: str) -> bool:
+def _ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        ipaddress.ip_address(value.strip())
+        return ipaddress.ip_address(value.strip())
     except ValueError:
-        return False
-    return True
+        return None
 
 
-_VALID: dict[str, Callable[[str], bool]] = {
-    "Numeric": lambda v: parse_number(v) is not None,
-    "Date": lambda v: parse_date(v) is not None,
-    "Binary": lambda v: _b64(v) is not None,
-    "Ip": _is_ip,
+_CONVERT: dict[str, Callable[[str], Any]] = {  # request value -> comparable form (None: wrong type)
+    "StringIgnoreCase": str.casefold,
+    "Bool": str.lower,
+    "Numeric": parse_number,
+    "Date": parse_date,
+    "Binary": _b64,
+    "Ip": _ip,
 }
+_COST = {"Null": 0, "String": 1, "Bool": 1, "StringIgnoreCase": 2, "Numeric": 2, "Date": 3, "Binary": 3, "Ip": 6}
+_FOLD: dict[str, Callable[[str], str]] = {"String": str, "StringIgnoreCase": str.casefold, "Bool": str.lower}
 
 
 def parse_conditions(block: Any, variables: bool, where: str) -> tuple[Condition, ...]:
@@ -266,4 +266,5 @@ def parse_conditions(block: Any, variables: bool, where: str) -> tuple[Condition
             if isinstance(values, list) and not values:
                 raise ConditionError(f"{here}.{key}: the list of values is empty")
             out.append(Condition(op, key, values, variables, f"{here}.{key}"))
-    return tuple(out)
+    # all conditions are ANDed and side-effect free: test the cheap ones first
+    return tuple(sorted(out, key=lambda c: c.cost))

@@ -127,17 +127,23 @@ class Statement:
 
     def applies(self, action: str, resource: str, ctx: Context, multi: frozenset[str]) -> bool:
         """Action, Resource and Condition all match (the Principal is checked apart)."""
-        if self.actions is None:
-            return False  # no Action: accepted, no effect
-        hit = (m := self.actions.matcher(ctx, multi)) is not None and m.fullmatch(action) is not None
-        if hit == self.not_action:
+        if self.actions is None or not self.resources:
+            return False  # no Action or no Resource: accepted, no effect
+        m = self.actions.matcher(ctx, multi)
+        if (m is not None and m.fullmatch(action) is not None) == self.not_action:
             return False
-        if not self.resources:
-            return False
-        found = any((r := p.matcher(ctx, multi)) is not None and r.fullmatch(resource) for p in self.resources)
+        found = False
+        for pattern in self.resources:
+            r = pattern.matcher(ctx, multi)
+            if r is not None and r.fullmatch(resource) is not None:
+                found = True
+                break
         if found == self.not_resource:
             return False
-        return all(c.matches(ctx, multi) for c in self.conditions)
+        for condition in self.conditions:  # noqa: SIM110 (a plain loop: this is the hot path)
+            if not condition.matches(ctx, multi):
+                return False
+        return True
 
 
 @dataclass(frozen=True, slots=True)

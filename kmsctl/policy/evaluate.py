@@ -90,6 +90,8 @@ _EC_PREFIX = "kms:encryptioncontext:"
 
 
 def _text(value: Any) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, datetime):
