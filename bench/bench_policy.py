@@ -63,7 +63,9 @@ def key_policy() -> str:
             {
                 "Sid": f"Statement{i}",
                 "Effect": "Deny" if i % 5 == 4 else "Allow",
-                "Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:role/app-{i}", f"arn:aws:iam::{ACCOUNT}:user/u{i}", "*"]},
+                "Principal": {
+                    "AWS": [f"arn:aws:iam::{ACCOUNT}:role/app-{i}", f"arn:aws:iam::{ACCOUNT}:user/u{i}", "*"]
+                },
                 "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
                 "Resource": "*",
                 "Condition": CONDITIONS[i % len(CONDITIONS)] | {"StringEquals": {f"aws:PrincipalTag/never{i}": "x"}},

@@ -47,10 +47,16 @@ def _stmt(**extra: Any) -> dict[str, Any]:
         (json.dumps({"Version": "2012-10-17"}), "no Statement"),
         (json.dumps({"Version": "2012-10-17", "Statement": []}), "Statement list is empty"),
         (_doc(_stmt(), version="2013-01-01"), "Version must be"),
-        (json.dumps({"Version": "2012-10-17", "Statement": [_stmt()], "Extra": 1}), "unknown top-level element 'Extra'"),
+        (
+            json.dumps({"Version": "2012-10-17", "Statement": [_stmt()], "Extra": 1}),
+            "unknown top-level element 'Extra'",
+        ),
         (_doc(_stmt(Effect="allow")), "Statement[0] (Sid 'S'): Effect must be"),
         (_doc(_stmt(), _stmt(Sid="Two", Actions="kms:*")), "Statement[1] (Sid 'Two'): unknown element 'Actions'"),
-        (_doc({"Effect": "Allow", "Action": "kms:*", "Resource": "*"}), "Statement[0]: a key policy statement needs a Principal"),
+        (
+            _doc({"Effect": "Allow", "Action": "kms:*", "Resource": "*"}),
+            "Statement[0]: a key policy statement needs a Principal",
+        ),
         (_doc(_stmt(Principal={"AWS": "arn:aws:iam::111122223333:user/*"})), "invalid principals"),
         (_doc(_stmt(Principal={"AWS": "alice"})), "Principal.AWS 'alice'"),
         (_doc(_stmt(Principal={"Group": "x"})), "unknown principal type 'Group'"),
@@ -59,7 +65,10 @@ def _stmt(**extra: Any) -> dict[str, Any]:
         (_doc(_stmt(Action="Encrypt")), "Action 'Encrypt' must be \"service:action\""),
         (_doc(_stmt(NotAction="kms:Encrypt")), "Action and NotAction cannot both appear"),
         (_doc(_stmt(Resource=[])), "Resource must be"),
-        (_doc(_stmt(Condition={"StringEqualz": {"kms:CallerAccount": ACCOUNT}})), "unknown condition operator 'StringEqualz'"),
+        (
+            _doc(_stmt(Condition={"StringEqualz": {"kms:CallerAccount": ACCOUNT}})),
+            "unknown condition operator 'StringEqualz'",
+        ),
         (_doc(_stmt(Condition={"NullIfExists": {"a": "true"}})), "unknown condition operator 'NullIfExists'"),
         (_doc(_stmt(Condition={"ForSomeValues:StringEquals": {"a": "b"}})), "unknown condition operator"),
         (_doc(_stmt(Condition={"NumericLessThan": {"kms:RotationPeriodInDays": "ten"}})), "'ten' is not a number"),
@@ -78,7 +87,10 @@ def _stmt(**extra: Any) -> dict[str, Any]:
             "OverlyPermissiveCondition",
         ),
         ('{"Version": "2012-10-17", "Version": "2012-10-17", "Statement": []}', "repeats the element 'Version'"),
-        (json.dumps({"Version": "2012-10-17", "Statement": [_stmt(Sid="caf\u00e9 \u2603")]}, ensure_ascii=False), "outside"),
+        (
+            json.dumps({"Version": "2012-10-17", "Statement": [_stmt(Sid="caf\u00e9 \u2603")]}, ensure_ascii=False),
+            "outside",
+        ),
     ],
 )
 def test_malformed_policies_name_the_problem(text: str, expected: str) -> None:
@@ -131,7 +143,9 @@ def test_principals_lists_every_named_principal_for_an_existence_check() -> None
 
 
 def test_statement_without_action_or_resource_is_accepted_but_has_no_effect() -> None:
-    text = _doc({"Effect": "Allow", "Principal": "*", "Resource": "*"}, {"Effect": "Allow", "Principal": "*", "Action": "*"})
+    text = _doc(
+        {"Effect": "Allow", "Principal": "*", "Resource": "*"}, {"Effect": "Allow", "Principal": "*", "Action": "*"}
+    )
     decision = evaluate(Request("kms:Encrypt", KEY, ROOT), parse_policy(text), [])
     assert decision.effect == "ImplicitDeny"
 
@@ -171,14 +185,18 @@ def test_context_for_an_encrypt_request() -> None:
 
 
 def test_context_has_no_key_properties_on_account_level_operations() -> None:
-    ctx = kms_request_context("CreateKey", key={"KeySpec": "RSA_2048"}, key_tags={"a": "b"}, request_tags={"team": "web"})
+    ctx = kms_request_context(
+        "CreateKey", key={"KeySpec": "RSA_2048"}, key_tags={"a": "b"}, request_tags={"team": "web"}
+    )
     assert ctx["kms:KeySpec"] == "SYMMETRIC_DEFAULT"  # the request's default, not the passed key's
     assert "aws:ResourceTag/a" not in ctx
     assert ctx["aws:RequestTag/team"] == "web" and ctx["aws:TagKeys"] == ["team"]
 
 
 def test_request_derives_the_principal_keys() -> None:
-    request = Request("kms:Decrypt", KEY, "arn:aws:sts::444455556666:assumed-role/App/s1", principal_tags={"team": "web"})
+    request = Request(
+        "kms:Decrypt", KEY, "arn:aws:sts::444455556666:assumed-role/App/s1", principal_tags={"team": "web"}
+    )
     assert request.account == "444455556666"
     assert request.ctx["aws:principalarn"] == ("arn:aws:iam::444455556666:role/App",)
     assert request.ctx["aws:principaltype"] == ("AssumedRole",)
@@ -191,7 +209,10 @@ def test_request_derives_the_principal_keys() -> None:
 def test_decision_json_shape() -> None:
     grant = Grant("g1", ALICE, ["Decrypt"])
     decision = evaluate(Request("kms:Decrypt", KEY, ALICE), parse_policy(default_key_policy(ACCOUNT)), [], [grant])
-    assert decision.to_dict() == {"Decision": "Allowed", "Reasons": [{"Source": "Grant", "GrantId": "g1", "Effect": "Allow"}]}
+    assert decision.to_dict() == {
+        "Decision": "Allowed",
+        "Reasons": [{"Source": "Grant", "GrantId": "g1", "Effect": "Allow"}],
+    }
     with pytest.raises(ValueError):
         decision.access_denied_message()
 
@@ -215,8 +236,12 @@ CONDITIONS = [
 def statements(draw: st.DrawFn, principal: bool) -> dict[str, Any]:
     out: dict[str, Any] = {
         "Effect": draw(st.sampled_from(["Allow", "Deny"])),
-        "Action": draw(st.lists(st.sampled_from([*ACTIONS, "kms:*", "kms:Gen*", "kms:*crypt"]), min_size=1, max_size=3)),
-        "Resource": draw(st.sampled_from(["*", KEY, "arn:aws:kms:*:111122223333:key/*", "arn:aws:kms:*:444455556666:key/*"])),
+        "Action": draw(
+            st.lists(st.sampled_from([*ACTIONS, "kms:*", "kms:Gen*", "kms:*crypt"]), min_size=1, max_size=3)
+        ),
+        "Resource": draw(
+            st.sampled_from(["*", KEY, "arn:aws:kms:*:111122223333:key/*", "arn:aws:kms:*:444455556666:key/*"])
+        ),
     }
     if principal:
         out["Principal"] = {"AWS": draw(st.sampled_from([*PRINCIPALS, ACCOUNT, "*", "444455556666"]))}
@@ -231,7 +256,9 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any
     key_statements = draw(st.lists(statements(True), min_size=1, max_size=5))
     identity_statements = draw(st.lists(statements(False), min_size=0, max_size=4))
     ec = draw(st.dictionaries(st.sampled_from(["app", "env", "abc"]), st.sampled_from(["web", "prod"]), max_size=2))
-    context = kms_request_context("Encrypt", key={}, key_tags=draw(st.sampled_from([{}, {"env": "prod"}])), encryption_context=ec)
+    context = kms_request_context(
+        "Encrypt", key={}, key_tags=draw(st.sampled_from([{}, {"env": "prod"}])), encryption_context=ec
+    )
     request = Request(draw(st.sampled_from(ACTIONS)), KEY, draw(st.sampled_from(PRINCIPALS)), context=context)
     return key_statements, identity_statements, request
 
@@ -293,8 +320,17 @@ def test_action_matching_ignores_case(action: str, flips: list[bool]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from(["StringEquals", "StringNotLike", "NumericLessThan", "DateGreaterThan", "Bool", "IpAddress", "ArnLike"]))
+@given(
+    st.sampled_from(
+        ["StringEquals", "StringNotLike", "NumericLessThan", "DateGreaterThan", "Bool", "IpAddress", "ArnLike"]
+    )
+)
 def test_ifexists_on_an_absent_key_is_true(operator: str) -> None:
-    value = {"NumericLessThan": "5", "DateGreaterThan": "2020-01-01T00:00:00Z", "Bool": "true", "IpAddress": "10.0.0.0/8"}
+    value = {
+        "NumericLessThan": "5",
+        "DateGreaterThan": "2020-01-01T00:00:00Z",
+        "Bool": "true",
+        "IpAddress": "10.0.0.0/8",
+    }
     policy = parse_policy(_doc(_stmt(Condition={operator + "IfExists": {"aws:absent": value.get(operator, "x")}})))
     assert evaluate(Request("kms:Encrypt", KEY, ROOT), policy, []).allowed
