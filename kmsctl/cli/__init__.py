@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import click
 
 from kmsctl.cli.app import App
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 # name -> "module:attribute", in the order --help lists them
 COMMANDS: dict[str, str] = {
@@ -57,7 +61,74 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# `aws kms` command names, as hidden aliases: the words each one stands for.
+# Only the command name maps; options stay kmsctl's (-k KEY, not --key-id).
+AWS_COMMANDS: dict[str, str] = {
+    "cancel-key-deletion": "cancel-delete",
+    "create-alias": "alias create",
+    "create-key": "create",
+    "delete-alias": "alias delete",
+    "describe-key": "describe",
+    "disable-key": "disable",
+    "disable-key-rotation": "rotation disable",
+    "enable-key": "enable",
+    "enable-key-rotation": "rotation enable",
+    "generate-data-key": "data-key",
+    "generate-data-key-pair": "data-key-pair",
+    "generate-data-key-pair-without-plaintext": "data-key-pair --no-plaintext",
+    "generate-data-key-without-plaintext": "data-key --no-plaintext",
+    "generate-mac": "hmac",
+    "generate-random": "random",
+    "get-key-rotation-status": "rotation status",
+    "get-public-key": "public-key",
+    "list-aliases": "alias list",
+    "list-key-rotations": "rotation list",
+    "list-keys": "list",
+    "list-resource-tags": "tag list",
+    "rotate-key-on-demand": "rotate",
+    "schedule-key-deletion": "schedule-delete",
+    "tag-resource": "tag add",
+    "untag-resource": "tag remove",
+    "update-alias": "alias update",
+    "update-key-description": "update-description",
+}
+
+# bare `kmsctl`: the commands by what they are for (names not in COMMANDS are
+# left out, and so is a group left empty; a command in no group goes last)
+OVERVIEW: dict[str, str] = {
+    "Keyring": "init unlock lock passwd status check",
+    "Keys": "create describe list enable disable update-description schedule-delete cancel-delete "
+    "rotate rotation alias tag maintain",
+    "Crypto": "encrypt decrypt re-encrypt sign verify hmac verify-mac random data-key data-key-pair "
+    "public-key derive-shared-secret",
+    "Files": "seal unseal inspect exec",
+    "Access": "policy grant principal",
+    "Audit": "audit",
+    "Shell": "config completion help",
+}
+
 OUTPUT_CHOICES = ["auto", "table", "json", "text"]
+
+
+def overview() -> str:
+    """The short grouped overview bare ``kmsctl`` prints."""
+    import textwrap
+
+    groups = {title: [n for n in names.split() if n in COMMANDS] for title, names in OVERVIEW.items()}
+    grouped = {n for names in groups.values() for n in names}
+    groups["Other"] = [n for n in COMMANDS if n not in grouped]
+    width = max(len(t) for t in groups) + 2
+    lines = ["kmsctl: AWS KMS keys, operations and semantics on one machine.", ""]
+    for title, names in groups.items():
+        if names:
+            body = textwrap.wrap("  ".join(names), 78 - width, break_on_hyphens=False)
+            lines += [f"{title:<{width}}{body[0]}", *(" " * width + more for more in body[1:])]
+    lines += [
+        "",
+        "'kmsctl COMMAND --help' for a command, 'kmsctl --help' for the global options,",
+        "'man kmsctl' for the manual.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _late_output(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -70,20 +141,66 @@ def _late_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
         ctx.find_object(App).quiet = True  # type: ignore[union-attr]
 
 
+def _late_home(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:  # parsed before the command's body opens the keyring
+        ctx.find_object(App).home = os.path.abspath(value)  # type: ignore[union-attr]
+
+
+def _late_no_color(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    app = ctx.find_object(App)
+    if value and app is not None:
+        app._no_color, app.flags["color"] = True, False
+
+
+def _late_passphrase_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).passphrase_file = value  # type: ignore[union-attr]
+
+
+def _late_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(App).debug = True  # type: ignore[union-attr]
+
+
+def _late_no_input(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(App).no_input_flag = True  # type: ignore[union-attr]
+
+
+def _late_globals() -> list[click.Option]:
+    """The other global options, accepted after the command too and hidden
+    from its help (the root's --help and man kmsctl describe them)."""
+    path = click.Path(dir_okay=False)
+    return [
+        click.Option(["--home"], type=click.Path(file_okay=False), expose_value=False, callback=_late_home),
+        click.Option(["--no-color"], is_flag=True, expose_value=False, callback=_late_no_color),
+        click.Option(["--passphrase-file"], type=path, expose_value=False, callback=_late_passphrase_file),
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_late_debug),
+        click.Option(["--no-input"], is_flag=True, expose_value=False, callback=_late_no_input),
+    ]
+
+
 def _accept_output_options(command: click.Command) -> None:
-    """Let -o and -q follow the command too (``kmsctl describe KEY -o json``),
-    as aws and gh users type them."""
+    """Let the global options follow the command too (``kmsctl describe KEY
+    -o json``, ``kmsctl list --home DIR``), as aws and gh users type them."""
     if getattr(command, "_late_options", False):
         return
     command._late_options = True  # type: ignore[attr-defined]
     if isinstance(command, click.Group):
+        _suggest_subcommands(command)
         for sub in command.commands.values():
             _accept_output_options(sub)
         return
+    taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    for option in _late_globals():
+        if not taken.intersection(option.opts):  # a command's own --passphrase-file (init, passwd) wins
+            option.hidden = True
+            option.help = "As the global option of that name."
+            command.params.append(option)
     command.params.append(
         click.Option(
             ["-o", "--output"],
-            type=click.Choice(OUTPUT_CHOICES),
+            type=click.Choice(OUTPUT_CHOICES, case_sensitive=False),
             expose_value=False,
             callback=_late_output,
             help="Result format, as the global -o.",
@@ -122,9 +239,55 @@ def _settings_first(command: click.Command) -> None:
     command.callback = first_settings
 
 
+def _no_such_command(ctx: click.Context, name: str, candidates: list[str]) -> None:
+    """A usage error for a mistyped command, with the closest name if one is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name, candidates, n=1)
+    ctx.fail(f"No such command {name!r}." + (f" Did you mean {close[0]}?" if close else ""))
+
+
+def _suggest_subcommands(group: click.Group) -> None:
+    """``kmsctl alias lsit`` gets a suggestion, as ``kmsctl lsit`` does."""
+    resolve = group.resolve_command
+
+    def resolve_command(ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and not ctx.resilient_parsing and not args[0].startswith("-") and args[0] not in group.commands:
+            _no_such_command(ctx, args[0], list(group.commands))
+        return resolve(ctx, args)
+
+    group.resolve_command = resolve_command  # type: ignore[method-assign]
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """An `aws kms` command name stands for its kmsctl words; a mistyped
+        name fails with the closest command or alias name."""
+        if args and args[0] in AWS_COMMANDS:
+            args = [*AWS_COMMANDS[args[0]].split(), *args[1:]]
+        if args and not ctx.resilient_parsing and not args[0].startswith("-") and args[0] not in COMMANDS:
+            _no_such_command(ctx, args[0], [*COMMANDS, *AWS_COMMANDS])
+        return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Commands, and the hidden `aws kms` names once no kmsctl command
+        matches what is typed (``describe-<TAB>``, ``gen<TAB>``), so that
+        ``desc<TAB>`` still completes to ``describe`` at once."""
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete and not incomplete.startswith("-") and not any(n.startswith(incomplete) for n in COMMANDS):
+            from click.shell_completion import CompletionItem
+
+            items += [
+                CompletionItem(name, help=f"= kmsctl {words}")
+                for name, words in AWS_COMMANDS.items()
+                if name.startswith(incomplete)
+            ]
+        return items
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
@@ -158,7 +321,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit(0)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--home", envvar="KMSCTL_HOME", type=click.Path(file_okay=False), help="Keyring folder [env KMSCTL_HOME]."
 )
@@ -166,7 +333,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "-o",
     "--output",
     envvar="KMSCTL_OUTPUT",
-    type=click.Choice(OUTPUT_CHOICES),
+    type=click.Choice(OUTPUT_CHOICES, case_sensitive=False),
     default="auto",
     show_default=True,
     help="Result format: auto is a table on a terminal, text otherwise [env KMSCTL_OUTPUT; config output].",
@@ -182,6 +349,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "--debug", is_flag=True, envvar="KMSCTL_DEBUG", help="Tracebacks for unexpected errors [env KMSCTL_DEBUG]."
 )
 @click.option(
+    "--no-input",
+    is_flag=True,
+    help="Never prompt: what would prompt fails at once, exit 5 [env KMSCTL_NO_INPUT; implied by CI=true].",
+)
+@click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
 @click.pass_context
@@ -193,6 +365,7 @@ def cli(
     quiet: bool,
     passphrase_file: str | None,
     debug: bool,
+    no_input: bool,
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
 
@@ -210,6 +383,10 @@ def cli(
     Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
     4 key state forbids it, 5 locked or wrong passphrase, 6 ciphertext rejected,
     7 conflict or limit, 8 integrity check failed, 70 internal error, 130 interrupted.
+
+    The global options may also follow the command (kmsctl list -o json
+    --home DIR). The aws kms command names work too (describe-key, list-keys,
+    schedule-key-deletion, ...), with kmsctl's options.
     """
     # a flag decides here; the environment, config.toml or the default when
     # first read (App.setting), so that --help never opens config.toml
@@ -222,7 +399,10 @@ def cli(
         quiet=quiet,
         passphrase_file=passphrase_file,
         debug=debug,
+        no_input=no_input,
     )
+    if ctx.invoked_subcommand is None:  # bare kmsctl
+        click.echo(overview(), nl=False)
 
 
 def _fail(code: str, message: str, exit_code: int) -> int:
