@@ -643,3 +643,13 @@ def test_bare_kmsctl_prints_a_grouped_overview() -> None:
     assert all(name in words for name in COMMANDS)
     assert not words & set(AWS_COMMANDS)
     assert len(text.splitlines()) < 25 and max(map(len, text.splitlines())) <= 80
+
+
+def test_passwd_under_no_input_needs_the_new_passphrase_in_a_file(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(unlock_mod, "terminal_prompt", _never_prompt)
+    r = cli("--no-input", "passwd")
+    assert r.exit_code == 5
+    line = one_error(r.stderr, "AccessDeniedException")
+    assert "a new passphrase is needed and prompting is off (--no-input)" in line
+    assert "--new-passphrase-file" in hint_of(line)
+    assert cli("list").exit_code == 0  # the passphrase is unchanged

@@ -139,6 +139,11 @@ class UnlockSources:
         if path:
             new = read_passphrase_file(path, self._warn_once)
         else:
+            if self.no_input and prompt is None:
+                raise AccessDeniedException(
+                    f"a new passphrase is needed and prompting is off ({self.no_input})",
+                    hint="give it in a file: passwd --new-passphrase-file F, init --passphrase-file F",
+                )
             ask = prompt or self.ask
             for attempt in range(1, TRIES + 1):
                 first = ask("New passphrase: ")
