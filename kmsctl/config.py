@@ -46,6 +46,7 @@ def duration_seconds(text: str) -> int:
 
 
 def _output(value: Any) -> str:
+    value = value.lower() if isinstance(value, str) else value  # -o JSON is -o json
     if not isinstance(value, str) or value not in OUTPUTS:
         raise ValueError(f"expected one of {', '.join(OUTPUTS)}, got {value!r}")
     return value

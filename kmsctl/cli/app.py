@@ -11,9 +11,27 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
+    from kmsctl.errors import KMSError
     from kmsctl.keyring.keyring import Keyring
     from kmsctl.keyring.unlock import UnlockSources
     from kmsctl.service import LocalKMS
+
+
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def no_input_reason(flag: bool, env: Mapping[str, str]) -> str | None:
+    """Why prompting is off, or None: --no-input; else KMSCTL_NO_INPUT when
+    set (0, false, no, off or empty turn it back on); else CI set to anything
+    but those values (GitHub, GitLab, Buildkite, CircleCI set CI=true)."""
+    if flag:
+        return "--no-input"
+    if "KMSCTL_NO_INPUT" in env:
+        return None if env["KMSCTL_NO_INPUT"].strip().lower() in _FALSE else "KMSCTL_NO_INPUT"
+    ci = env.get("CI")
+    if ci is not None and ci.strip().lower() not in _FALSE:
+        return f"CI={ci}"
+    return None
 
 
 def default_home(env: Mapping[str, str]) -> str:
@@ -35,6 +53,7 @@ class App:
         clock: Callable[[], float] = time.time,
         prompt: Callable[[str], str] | None = None,
         flags: Mapping[str, Any] | None = None,
+        no_input: bool = False,
     ) -> None:
         self.home = home
         # None: not given on the command line; resolved from the environment,
@@ -49,6 +68,7 @@ class App:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self.clock = clock
         self.prompt = prompt
+        self.no_input_flag = no_input
         self._keyring: Keyring | None = None
         self._kms: LocalKMS | None = None
 
@@ -85,6 +105,11 @@ class App:
         from kmsctl import config
 
         return config.resolve(name, flags=self.flags, env=self.env, config=self.config)
+
+    @property
+    def no_input(self) -> str | None:
+        """Why kmsctl must not prompt (--no-input, KMSCTL_NO_INPUT, CI), or None."""
+        return no_input_reason(self.no_input_flag, self.env)
 
     # ----- streams -----
     @property
@@ -124,7 +149,28 @@ class App:
     def sources(self) -> UnlockSources:
         from kmsctl.keyring.unlock import UnlockSources, terminal_prompt
 
-        return UnlockSources(env=self.env, passphrase_file=self.passphrase_file, prompt=self.prompt or terminal_prompt)
+        return UnlockSources(
+            env=self.env,
+            passphrase_file=self.passphrase_file,
+            prompt=self.prompt or terminal_prompt,
+            no_input=self.no_input,
+            warn=self.warn,
+        )
+
+    def record_wrong_try(self, name: str = "Unlock") -> Callable[[KMSError], None]:
+        """Audit a wrong passphrase typed at the prompt that is then typed
+        again: each failed try leaves its record, as a single one does."""
+
+        def record(exc: KMSError) -> None:
+            from contextlib import suppress
+
+            from kmsctl.errors import KMSError
+            from kmsctl.service.audit import record_keyring_event
+
+            with suppress(KMSError):  # the unlock's own outcome is what to report
+                record_keyring_event(self.keyring(), name, self.clock(), exc)
+
+        return record
 
     def keyring(self) -> Keyring:
         if self._keyring is None:
@@ -144,6 +190,8 @@ class App:
             # unlocked by the first operation that needs it, so that a wrong
             # passphrase is recorded in the audit trail under that operation
             self._kms = LocalKMS(
-                keyring, clock=self.clock, unlocker=lambda: do_unlock(keyring, self.sources(), self.clock())
+                keyring,
+                clock=self.clock,
+                unlocker=lambda: do_unlock(keyring, self.sources(), self.clock(), self.record_wrong_try()),
             )
         return self._kms

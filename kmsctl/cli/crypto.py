@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from kmsctl import model
+from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
 from kmsctl.cli.options import AwsChoice
@@ -83,7 +84,9 @@ def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None,
     algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["EncryptionAlgorithm"] = algorithm
-    _respond(app, app.kms().encrypt(**args), "CiphertextBlob", b64)
+    with hints.encrypt_too_long(args["Plaintext"]):
+        out = app.kms().encrypt(**args)
+    _respond(app, out, "CiphertextBlob", b64)
 
 
 @click.command()
@@ -112,10 +115,11 @@ def decrypt(
         args["KeyId"] = key
     if context:
         args["EncryptionContext"] = _ctx(context)
-    algorithm = _rsa_default(app, key, algorithm)
-    if algorithm:
-        args["EncryptionAlgorithm"] = algorithm
-    out = app.kms().decrypt(**args)
+    with hints.decrypt_sealed(data):
+        algorithm = _rsa_default(app, key, algorithm)
+        if algorithm:
+            args["EncryptionAlgorithm"] = algorithm
+        out = app.kms().decrypt(**args)
     if app.output == "json":
         emit(app, out, columns=[], rows=[])
     elif b64:
@@ -195,13 +199,18 @@ def data_key(
 
 
 @click.command()
-@click.option("--bytes", "nbytes", type=int, default=32, show_default=True, metavar="N", help="How many bytes, 1-1024.")
+@click.argument("count", metavar="[N]", type=int, required=False)
+@click.option("--bytes", "nbytes", type=int, metavar="N", help="How many bytes, 1-1024 [default: 32].")
 @base64_option
 @click.pass_obj
-def random(app: App, nbytes: int, b64: bool) -> None:
-    """Random bytes from the operating system's generator (GenerateRandom).
+def random(app: App, count: int | None, nbytes: int | None, b64: bool) -> None:
+    """N random bytes (1-1024, default 32) from the operating system's generator (GenerateRandom).
 
     \b
-    kmsctl random --bytes 32 --base64
+    kmsctl random 32 --base64
+    kmsctl random --bytes 32 > key.bin
     """
-    _respond(app, app.kms().generate_random(NumberOfBytes=nbytes), "Plaintext", b64)
+    if count is not None and nbytes is not None and count != nbytes:
+        raise click.UsageError("give N or --bytes N, not both")
+    n = count if count is not None else nbytes if nbytes is not None else 32
+    _respond(app, app.kms().generate_random(NumberOfBytes=n), "Plaintext", b64)

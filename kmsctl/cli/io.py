@@ -23,6 +23,8 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def read_input(path: str, limit: int, what: str = "input") -> bytes:
     """Read INPUT (a path, or - for stdin), at most ``limit`` bytes: one more
     byte than that is read so that an oversized input is refused, not cut."""
+    if path == "-":
+        refuse_terminal_stdin(what)
     try:
         if path == "-":
             data: bytes = sys.stdin.buffer.read(limit + 1)
@@ -32,6 +34,22 @@ def read_input(path: str, limit: int, what: str = "input") -> bytes:
     except OSError as exc:
         raise ValidationException(f"cannot read {what} {path}: {exc.strerror}") from None
     return data
+
+
+def refuse_terminal_stdin(what: str) -> None:
+    """With prompting off (--no-input, CI), reading INPUT from a terminal
+    would wait for typing that never comes (docker run -t, a CI PTY): fail at once."""
+    if not stdin_is_tty():
+        return
+    from kmsctl.cli.app import App
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx is not None else None
+    if app is not None and app.no_input:
+        raise click.UsageError(
+            f"the {what} would be read from the terminal, and prompting is off ({app.no_input}): "
+            "give INPUT as a file, or pipe it in"
+        )
 
 
 def decode_blob(data: bytes, marker: int | None = None) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import click
 from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import parse_duration
-from kmsctl.errors import AccessDeniedException, KMSError
+from kmsctl.errors import AccessDeniedException, AlreadyExistsException, KMSError
 from kmsctl.render import emit
 
 UNPROTECTED_WARNING = (
@@ -79,10 +80,16 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
     KMSCTL_PASSPHRASE, or is asked twice on the terminal. Text output: the
     keyring folder.
     """
+    import os
+
     from kmsctl.keyring import keyring as kr
 
     if no_passphrase and (pass_file or app.passphrase_file):
         raise click.UsageError("--no-passphrase and --passphrase-file exclude each other")
+    if os.path.exists(kr.db_path(app.home)):  # said before any passphrase is asked for
+        raise AlreadyExistsException(
+            f"a keyring already exists at {kr.db_path(app.home)}", hint="use it, or pick another --home"
+        )
     passphrase: bytes | None = None
     if not no_passphrase:
         sources = app.sources()
@@ -90,12 +97,14 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
             sources.passphrase_file = pass_file
         if sources.has_passphrase_source():
             passphrase = sources.passphrase()
+            sources.check_strength(passphrase)
         else:
             try:
                 passphrase = sources.new_passphrase(None)
             except AccessDeniedException:
+                why = f"prompting is off ({app.no_input})" if app.no_input else "no terminal to ask for one"
                 raise AccessDeniedException(
-                    "no passphrase given and no terminal to ask for one",
+                    f"no passphrase given and {why}",
                     hint="give --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE, "
                     "or --no-passphrase for an unprotected keyring",
                 ) from None
@@ -118,7 +127,42 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
     )
 
 
-@click.command()
+class _ShellUnlock(click.Command):
+    """``unlock --shell`` that fails for any reason (a wrong passphrase, a
+    usage error, Ctrl-C) prints ``false`` on stdout besides its error on
+    stderr, so that ``eval "$(kmsctl unlock --shell)"`` fails under ``set -e``
+    instead of evaluating nothing and carrying on."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        cmd_args = args[1] if len(args) > 1 else kwargs.get("args", [])
+        shell = "--shell" in cmd_args
+        try:
+            ctx = super().make_context(*args, **kwargs)
+        except BaseException as exc:
+            if shell:
+                _say_false(exc)
+            raise
+        ctx.meta["kmsctl.shell"] = shell
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BaseException as exc:
+            if ctx.meta.get("kmsctl.shell"):
+                _say_false(exc)
+            raise
+
+
+def _say_false(exc: BaseException) -> None:
+    if isinstance(exc, click.exceptions.Exit) and exc.exit_code == 0:  # --help
+        return
+    with suppress(OSError, ValueError):
+        sys.stdout.write("false\n")
+        sys.stdout.flush()
+
+
+@click.command(cls=_ShellUnlock)
 @click.option(
     "--ttl",
     help=f"Session lifetime: 90s, 15m, 8h, 7d (at most 30d) [default: config session_ttl, else {TTL_DEFAULT}].",
@@ -137,7 +181,9 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
 
     The token is useless without this keyring's files, and 'kmsctl lock' ends
     every session. The passphrase itself is always required here: a session
-    cannot extend itself. Text output: the token.
+    cannot extend itself. Text output: the token. With --shell, a failure
+    prints 'false' on stdout as well, so that the eval fails (and 'set -e'
+    stops the script).
     """
     seconds = parse_duration(ttl if ttl is not None else app.setting("session_ttl")[0])
     if seconds > TTL_MAX_S:
@@ -145,10 +191,12 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
     keyring = app.keyring()
     with recorded(app, "Unlock", {"ttlSeconds": seconds}):
         if keyring.protected:
+            from kmsctl.keyring.unlock import unlock_with_passphrase
+
             sources = app.sources()
             if pass_file:
                 sources.passphrase_file = pass_file
-            keyring.unlock_with_passphrase(sources.passphrase())
+            unlock_with_passphrase(keyring, sources, on_wrong=app.record_wrong_try())
         else:
             keyring.unlock_unprotected()
         token, expires = keyring.new_session(app.clock(), seconds)
@@ -191,13 +239,15 @@ def passwd(app: App, old_file: str | None, new_file: str | None) -> None:
     The current passphrase is required (a session is not enough); the new one
     comes from --new-passphrase-file or is asked twice on the terminal.
     """
+    from kmsctl.keyring.unlock import unlock_with_passphrase
+
     keyring = app.keyring()
     sources = app.sources()
     with recorded(app, "ChangePassphrase"):
         if keyring.protected:
             if old_file:
                 sources.passphrase_file = old_file
-            keyring.unlock_with_passphrase(sources.passphrase("Current passphrase: "))
+            unlock_with_passphrase(keyring, sources, "Current passphrase: ", app.record_wrong_try("ChangePassphrase"))
         else:
             keyring.unlock_unprotected()
         keyring.change_passphrase(sources.new_passphrase(new_file))

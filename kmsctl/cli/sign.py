@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from kmsctl import model
+from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, input_argument, key_option
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
@@ -107,7 +108,8 @@ def sign(app: App, key: str, algorithm: str | None, message_type: str, b64: bool
     """
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "SigningAlgorithms", "RSASSA_PSS_SHA_256", message_type)
-    out = app.kms().sign(KeyId=key, Message=message, MessageType=message_type, SigningAlgorithm=algorithm)
+    with hints.sign_too_long(message, message_type, algorithm, key, verify=False):
+        out = app.kms().sign(KeyId=key, Message=message, MessageType=message_type, SigningAlgorithm=algorithm)
     _respond(app, out, "Signature", b64)
 
 
@@ -133,9 +135,10 @@ def verify(app: App, key: str, signature_path: str, algorithm: str | None, messa
     signature = decode_blob(read_input(signature_path, BLOB_READ_MAX, "signature"))
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "SigningAlgorithms", "RSASSA_PSS_SHA_256", message_type)
-    out = app.kms().verify(
-        KeyId=key, Message=message, MessageType=message_type, Signature=signature, SigningAlgorithm=algorithm
-    )
+    with hints.sign_too_long(message, message_type, algorithm, key, verify=True):
+        out = app.kms().verify(
+            KeyId=key, Message=message, MessageType=message_type, Signature=signature, SigningAlgorithm=algorithm
+        )
     _verdict(app, out, ["SignatureValid", "KeyId", "SigningAlgorithm"])
 
 

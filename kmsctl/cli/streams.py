@@ -34,6 +34,9 @@ def input_stream(path: str) -> Iterator[Stream]:
     if path == "-":
         if sys.stdin is None:
             raise ValidationException("there is no standard input: give INPUT")
+        from kmsctl.cli.io import refuse_terminal_stdin
+
+        refuse_terminal_stdin("input")
         stdin = cast(io.BufferedIOBase, sys.stdin.buffer)
         try:
             fd = stdin.fileno()

@@ -137,6 +137,11 @@ class LocalKMSBase(DispatchBase):
             value = alias["TargetKeyId"]
         doc = self._load_key(value)
         if doc is None:
+            if kind == "key" and not ref.startswith("arn:") and not _UUID_RE.fullmatch(value):
+                # a bare word is not a key ID: echo it as typed, as AWS does, and
+                # point at the alias the user most likely meant
+                hint = f"did you mean alias/{value}?" if self._alias("alias/" + value) is not None else None
+                raise E.NotFoundException(f"Invalid keyId {ref}", hint=hint)
             raise E.NotFoundException(f"Key '{self.key_arn(value)}' does not exist")
         return doc
 
