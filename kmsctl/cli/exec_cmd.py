@@ -77,7 +77,6 @@ def exec_(app: App, env_files: tuple[str, ...], context: tuple[str, ...], comman
     \b
     printf %s "$DB_PASSWORD" | kmsctl encrypt -k alias/app --base64 | sed 's/^/DB_PASSWORD=/' >> app.env
     kmsctl exec --env-file app.env -- ./server --port 8080
-    kmsctl seal -k alias/app --out prod.env.sealed prod.env && kmsctl exec --env-file prod.env.sealed -- make deploy
     """
     pairs = parse_pairs(context, "--context") if context else None
     values: dict[bytes, bytes] = {}
@@ -108,14 +107,13 @@ def _read_env_file(app: App, path: str, pairs: dict[str, str] | None) -> dict[by
         return dict((name, value) for _n, name, value in _dotenv(path, _unseal(app, data), plain=True))
     from kmsctl.cli.lines import b64decode_strict
 
-    kms = app.kms()
     out: dict[bytes, bytes] = {}
     for number, name, value in _dotenv(path, data, plain=False):
         where = f"{path} line {number} ({name.decode()})"
         try:
             blob = b64decode_strict(value, "the value")
             args: dict[str, Any] = {"EncryptionContext": pairs} if pairs else {}
-            plaintext: bytes = kms.decrypt(CiphertextBlob=blob, **args)["Plaintext"]
+            plaintext: bytes = app.kms().decrypt(CiphertextBlob=blob, **args)["Plaintext"]
         except KMSError as exc:
             hint = exc.hint
             if isinstance(exc, ValidationException):
