@@ -56,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "seal": "kmsctl.cli.seal:seal",
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",
+    "exec": "kmsctl.cli.exec_cmd:exec_",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",

@@ -15,6 +15,7 @@ from kmsctl import model
 from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.lines import many
 from kmsctl.cli.options import AwsChoice
 from kmsctl.render import emit
 
@@ -64,6 +65,7 @@ def _ctx(pairs: tuple[str, ...], option: str = "--context") -> dict[str, str] | 
     return parse_pairs(pairs, option) if pairs else None
 
 
+@many(lines=True, out_dir=True)
 @click.command()
 @key_option
 @context_option
@@ -89,6 +91,7 @@ def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None,
     _respond(app, out, "CiphertextBlob", b64)
 
 
+@many(lines=True, out_dir=True)
 @click.command()
 @click.option(
     "-k", "--key", "key", metavar="KEY", help="Fail unless the ciphertext is under this key; needed for RSA keys."
@@ -128,6 +131,7 @@ def decrypt(
         app.write(out["Plaintext"])
 
 
+@many(lines=True)
 @click.command("re-encrypt")
 @click.option("-k", "--key", "key", required=True, metavar="DEST_KEY", help="The key to encrypt under now.")
 @click.option("--source-key", metavar="KEY", help="Fail unless the ciphertext is under this key.")
@@ -198,6 +202,7 @@ def data_key(
     emit(app, out, columns=columns, rows=[[out[c] for c in columns]], vertical=True)
 
 
+@many(lines=True)
 @click.command()
 @click.argument("count", metavar="[N]", type=int, required=False)
 @click.option("--bytes", "nbytes", type=int, metavar="N", help="How many bytes, 1-1024 [default: 32].")

@@ -15,6 +15,7 @@ import click
 
 from kmsctl.cli.app import App
 from kmsctl.cli.io import parse_pairs, stdin_is_tty
+from kmsctl.cli.lines import many
 from kmsctl.cli.streams import input_stream, io_errors, output, progress_bar, refuse_existing, remaining_size
 from kmsctl.errors import InvalidCiphertextException, UsageError
 from kmsctl.render import emit
@@ -46,6 +47,7 @@ def _refuse_terminal_input(input_path: str) -> None:
         raise UsageError("INPUT is the terminal", hint="give a sealed file as INPUT, or pipe one in")
 
 
+@many(out_dir=True)
 @click.command()
 @click.option(
     "-k", "--key", "key", metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN [default: config seal.key]."
@@ -97,6 +99,7 @@ def seal(app: App, key: str | None, context: tuple[str, ...], out: str | None, f
             )
 
 
+@many(out_dir=True)
 @click.command()
 @click.option(
     "-c",

@@ -18,6 +18,7 @@ from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, input_argument, key_option
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.lines import many
 from kmsctl.cli.options import AwsChoice
 from kmsctl.errors import ValidationException
 from kmsctl.render import emit
@@ -92,6 +93,7 @@ mac_algorithm_option = click.option(
 )
 
 
+@many(lines=True)
 @click.command()
 @key_option
 @signing_algorithm_option
@@ -113,6 +115,7 @@ def sign(app: App, key: str, algorithm: str | None, message_type: str, b64: bool
     _respond(app, out, "Signature", b64)
 
 
+@many(lines=True, per_line="signature_path")
 @click.command()
 @key_option
 @click.option(
@@ -142,6 +145,7 @@ def verify(app: App, key: str, signature_path: str, algorithm: str | None, messa
     _verdict(app, out, ["SignatureValid", "KeyId", "SigningAlgorithm"])
 
 
+@many(lines=True)
 @click.command()
 @key_option
 @mac_algorithm_option
