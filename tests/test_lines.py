@@ -157,7 +157,9 @@ def test_random_lines(cli: Any) -> None:
     assert "line 4: ValidationException" in out.stderr and "line 5: ValidationException" in out.stderr
     assert "line 2" not in out.stderr  # an empty line is no failure
     refused = cli("random", "--lines", "--bytes", "8", input="1\n")
-    assert refused.exit_code == 2 and "drop --bytes" in refused.stderr
+    assert refused.exit_code == 2 and "drop N and --bytes" in refused.stderr
+    positional = cli("random", "--lines", "8", input="1\n")  # a count on the command line too: refused, not ignored
+    assert positional.exit_code == 2 and "drop N and --bytes" in positional.stderr
 
 
 def test_json_lines(cli: Any, key: str) -> None:
