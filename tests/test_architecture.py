@@ -41,12 +41,48 @@ def test_core_never_imports_click_or_rich(path: Path) -> None:
     assert not bad, f"{path} imports {bad}"
 
 
+# the only modules that may import pyca/cryptography, in any way
+PRIMITIVES = {PKG / "crypto" / "primitives.py", PKG / "crypto" / "primitives_pk.py"}
+
+
+def _named_modules(path: Path) -> set[str]:
+    """Module names given as text to an import function (``LazyModule("x")``,
+    ``importlib.import_module("x")``, ``__import__("x")``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in {"LazyModule", "import_module", "__import__"} and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+    return names
+
+
 @pytest.mark.parametrize("path", _files("."), ids=lambda p: str(p.relative_to(PKG)))
-def test_only_the_crypto_package_imports_cryptography(path: Path) -> None:
-    if path.is_relative_to(PKG / "crypto"):
+def test_only_the_primitives_modules_import_cryptography(path: Path) -> None:
+    if path in PRIMITIVES:
         return
-    bad = {m for m in _imports(path) if m.split(".")[0] == "cryptography"}
-    assert not bad, f"{path} imports {bad}; only kmsctl/crypto may"
+    bad = {m for m in _imports(path) | _named_modules(path) if m.split(".")[0] == "cryptography"}
+    assert not bad, f"{path} imports {bad}; only {sorted(p.name for p in PRIMITIVES)} may"
+
+
+def test_the_primitives_modules_exist_and_import_cryptography() -> None:
+    for path in PRIMITIVES:
+        assert any(m.split(".")[0] == "cryptography" for m in _imports(path)), path
+
+
+def test_the_import_check_sees_every_way_of_importing(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    for line in (
+        "import cryptography",
+        "from cryptography.hazmat.primitives import hashes",
+        "from cryptography import exceptions",
+        "def f():\n    import cryptography.x509",
+        "X = LazyModule('cryptography.hazmat.primitives.asymmetric.mlkem')",
+        "import importlib\nimportlib.import_module('cryptography.exceptions')",
+    ):
+        sample.write_text(line + "\n")
+        assert any(m.split(".")[0] == "cryptography" for m in _imports(sample) | _named_modules(sample)), line
 
 
 @pytest.mark.parametrize("path", _files("."), ids=lambda p: str(p.relative_to(PKG)))

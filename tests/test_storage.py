@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from helpers import sql
 
 from kmsctl.cli import run
@@ -890,9 +890,10 @@ def test_keyring_follows_format_md(spec_keyring: dict[str, Any]) -> None:
 
     # section 3: the ciphertext, opened by hand with that material
     ct: bytes = spec_keyring["ct"]
-    assert ct[0] == 0xA9 and ct[1] == 1 and ct[18:50].hex() == material_id
+    assert ct[0] == 0xA9 and ct[1] == 2 and ct[18:50].hex() == material_id
     assert str(uuid.UUID(bytes=ct[2:18])) == key
-    plaintext = AESGCM(secret).decrypt(ct[50:62], ct[62:], ct[:50] + blob.canonical_context(CONTEXT))
+    blob_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=ct[50:82], info=b"kmsctl blob v2").derive(secret)
+    plaintext = AESGCM(blob_key).decrypt(ct[82:94], ct[94:], ct[:82] + blob.canonical_context(CONTEXT))
     assert plaintext == PLAINTEXT
 
     # section 4: the session row, opened with the token

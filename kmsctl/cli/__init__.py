@@ -53,6 +53,8 @@ COMMANDS: dict[str, str] = {
     "data-key-pair": "kmsctl.cli.sign:data_key_pair",
     "public-key": "kmsctl.cli.sign:public_key",
     "derive-shared-secret": "kmsctl.cli.sign:derive_shared_secret",
+    "encapsulate": "kmsctl.cli.kem:encapsulate",
+    "decapsulate": "kmsctl.cli.kem:decapsulate",
     "seal": "kmsctl.cli.seal:seal",
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",

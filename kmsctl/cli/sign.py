@@ -217,7 +217,7 @@ def public_key(app: App, key: str, fmt: str, b64: bool) -> None:
     "--spec",
     required=True,
     type=AwsChoice(model.DATA_KEY_PAIR_SPECS),
-    help="The kind of key pair (SM2 is refused).",
+    help="The kind of key pair (SM2 is refused, and ML_KEM_512 while pyca/cryptography lacks it).",
 )
 @context_option
 @click.option("--no-plaintext", is_flag=True, help="No plaintext private key (GenerateDataKeyPairWithoutPlaintext).")

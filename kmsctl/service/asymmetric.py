@@ -1,6 +1,6 @@
 """Asymmetric and HMAC operations: Sign, Verify, GenerateMac, VerifyMac,
 GetPublicKey, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
-DeriveSharedSecret.
+DeriveSharedSecret (ML-KEM's Encapsulate and Decapsulate: ``kmsctl.service.kem``).
 
 Checks run in AWS's order: request fields (ValidationException), then the key
 (NotFound), its state (Disabled / KMSInvalidState), its usage and the
@@ -199,6 +199,8 @@ class AsymmetricOps(CryptoOps):
             )
         if spec == "SM2":
             raise E.UnsupportedOperationException("KeyPairSpec SM2 is offered only in AWS China Regions, not by kmsctl")
+        if why := A.unavailable(spec):
+            raise E.UnsupportedOperationException(why)
         if DryRun:
             raise E.DryRunOperationException(_DRY_RUN)
         private, public = A.generate_key_pair(spec)

@@ -34,7 +34,7 @@ READ_ONLY = frozenset(
         "DescribeKey", "ListKeys", "ListAliases", "ListResourceTags", "GetKeyRotationStatus", "ListKeyRotations",
         "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateRandom",
         "Sign", "Verify", "GenerateMac", "VerifyMac", "GetPublicKey", "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret",
+        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret", "Encapsulate", "Decapsulate",
     }
 )  # fmt: skip
 _KEY_FIELDS = ("KeyId", "TargetKeyId", "DestinationKeyId", "SourceKeyId")
@@ -44,7 +44,7 @@ _OPAQUE = frozenset(
     {
         "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
         "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
-        "passphrase", "sessiontoken",
+        "passphrase", "sessiontoken", "sharedsecretciphertextblob",
     }
 )  # fmt: skip
 # parameters that are not operations' own but appear in records (Unlock, AuditPrune)

@@ -71,6 +71,8 @@ class KeyOps(LocalKMSBase):
             raise E.UnsupportedOperationException("multi-Region keys are not available in a local keyring")
         if spec not in model.SUPPORTED_SPECS:
             raise E.UnsupportedOperationException(f"KeySpec {spec} is not supported by this kmsctl yet")
+        if why := keygen.unavailable(spec):
+            raise E.UnsupportedOperationException(why)
         description = _description(Description)
         tags = validate_tags(Tags or [])
         if len(tags) > model.TAGS_PER_KEY:
