@@ -52,7 +52,7 @@ OVERVIEW: dict[str, str] = {
     "Keys": "create describe list enable disable update-description schedule-delete cancel-delete "
     "rotate rotation alias tag maintain",
     "Crypto": "encrypt decrypt re-encrypt sign verify hmac verify-mac random data-key data-key-pair "
-    "public-key derive-shared-secret",
+    "public-key derive-shared-secret encapsulate decapsulate",
     "Files": "seal unseal inspect exec",
     "Access": "policy grant principal",
     "Audit": "audit",
