@@ -208,19 +208,13 @@ def save(home: str, values: Mapping[str, Any]) -> str:
     for name in sorted(values, key=lambda n: ("." in n, n)):  # top-level keys before [tables]
         table, _, leaf = name.rpartition(".")
         (doc.setdefault(table, {}) if table else doc)[leaf] = values[name]
+    from kmsctl.outfile import atomic_file
+
     os.makedirs(home, mode=0o700, exist_ok=True)
     file = path(home)
-    tmp = f"{file}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"# kmsctl settings: see 'man kmsctl.toml' or 'kmsctl config list --origin'\n")
-            f.write(tomli_w.dumps(doc).encode())
-        os.replace(tmp, file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(file, replace=True) as f:
+        f.write(b"# kmsctl settings: see 'man kmsctl.toml' or 'kmsctl config list --origin'\n")
+        f.write(tomli_w.dumps(doc).encode())
     return file
 
 
