@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from kmsctl.errors import ValidationException
+from kmsctl.model import SESSION_TTL_MAX_S
 
 FILENAME = "config.toml"
 OUTPUTS = ("auto", "table", "json", "text")
-TTL_MAX_S = 30 * 86400
 # the bounds the keyring header accepts (kmsctl.keyring.keyring._checked_header):
 # a config value outside them would make a keyring that no kmsctl opens
 KDF_BOUNDS = {"iterations": (1, 64), "memory_kib": (8, 16 << 20), "lanes": (1, 64)}
@@ -40,7 +40,7 @@ def duration_seconds(text: str) -> int:
     if not m or int(m.group(1)) == 0:
         raise ValueError(f"expected a duration like 30m, 8h or 7d, got {text!r}")
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    if seconds > TTL_MAX_S:
+    if seconds > SESSION_TTL_MAX_S:
         raise ValueError(f"a session lasts at most 30d, got {text!r}")
     return seconds
 

@@ -125,6 +125,7 @@ GRANT_TOKENS_MAX: Final = 10
 PENDING_WINDOW_MIN: Final = 7
 PENDING_WINDOW_MAX: Final = 30
 PENDING_WINDOW_DEFAULT: Final = 30
+SESSION_TTL_MAX_S: Final = 30 * 86400  # kmsctl's own: a session from unlock lasts at most 30 days
 # Limit ranges and defaults per listing operation: (min, max, default)
 LIST_LIMITS: Final = {
     "ListKeys": (1, 1000, 100),

@@ -94,7 +94,9 @@ def stalled_unseal(cmd: list[str], env: dict[str, str], sealed_bytes: bytes, out
 
 
 # ----- SIGKILL mid-unseal -----
-def test_a_killed_unseal_leaves_no_plaintext_on_disk(env: dict[str, str], box: tuple[Path, bytes], tmp_path: Path) -> None:
+def test_a_killed_unseal_leaves_no_plaintext_on_disk(
+    env: dict[str, str], box: tuple[Path, bytes], tmp_path: Path
+) -> None:
     path, data = box
     folder = tmp_path / "out"
     folder.mkdir()
@@ -238,7 +240,8 @@ def test_a_system_that_refuses_the_link_through_proc_gets_a_copy(
 
 
 def test_a_folder_that_cannot_be_written_is_one_error(tmp_path: Path) -> None:
-    with pytest.raises(E.ValidationException, match="cannot write"), outfile.atomic_file(
-        str(tmp_path / "missing" / "f"), replace=True
+    with (
+        pytest.raises(E.ValidationException, match="cannot write"),
+        outfile.atomic_file(str(tmp_path / "missing" / "f"), replace=True),
     ):
         pass
