@@ -28,14 +28,14 @@ class AuditOps(LocalKMSBase):
         pending records and walked the whole chain; IntegrityError names the
         first bad record."""
         self._adopt_pending()
-        trail = self.trail()
+        trail = self._audit_trail()
         checked, problem = trail.verify()
         if problem:
             raise E.IntegrityError(f"audit trail: {problem} ({checked} records before it verify)")
         return checked, trail.pending()
 
     def _adopt_pending(self) -> None:
-        trail = self.trail()
+        trail = self._audit_trail()
         if trail.pending():
             with self.db.write():
                 trail.adopt_pending()
@@ -74,7 +74,7 @@ class AuditOps(LocalKMSBase):
             args.append(_epoch(EndTime, "EndTime"))
         if ErrorsOnly:
             where.append("error_code IS NOT NULL")
-        return {"Events": self.trail().events(where, args, Limit)}
+        return {"Events": self._audit_trail().events(where, args, Limit)}
 
     @operation("AuditVerify", keyring=True, transaction=False, audited="never")
     def audit_verify(self) -> dict[str, Any]:
@@ -86,7 +86,7 @@ class AuditOps(LocalKMSBase):
     def audit_export(self) -> Iterator[dict[str, Any]]:
         """Every record, oldest first, after the chain verifies."""
         self._verified()
-        return self.trail().ascending()
+        return self._audit_trail().ascending()
 
     @operation("AuditPrune", writes=True, keyring=True, audited="success")
     def audit_prune(self, *, Before: Any) -> dict[str, Any]:
@@ -94,4 +94,4 @@ class AuditOps(LocalKMSBase):
         chain is verified in the same transaction, before anything goes."""
         before = _epoch(Before, "Before")
         self._verified()
-        return {"RecordsDropped": self.trail().prune(before)}
+        return {"RecordsDropped": self._audit_trail().prune(before)}

@@ -188,7 +188,7 @@ class DispatchBase:
                 observe(name, kwargs, response, error)
 
     # ----- the audit trail -----
-    def trail(self) -> AuditTrail:
+    def _audit_trail(self) -> AuditTrail:
         if self._trail is None or (self._trail.key is None and self.keyring.unlocked):
             key = self.keyring.derive(b"audit") if self.keyring.unlocked else None
             self._trail = AuditTrail(self.db, key)
@@ -221,7 +221,7 @@ class DispatchBase:
             self._record(name, request, None, error, when)
 
     def _append(self, event: dict[str, Any], when: float) -> None:
-        trail = self.trail()
+        trail = self._audit_trail()
         if self.db.in_transaction:
             with self.db.write():
                 trail.append(event, when)
