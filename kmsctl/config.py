@@ -27,7 +27,7 @@ OUTPUTS = ("auto", "table", "json", "text")
 # a config value outside them would make a keyring that no kmsctl opens
 KDF_BOUNDS = {"iterations": (1, 64), "memory_kib": (8, 16 << 20), "lanes": (1, 64)}
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}  # a duration's unit, in seconds
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -39,7 +39,7 @@ def duration_seconds(text: str) -> int:
     m = _DURATION.fullmatch(text.strip())
     if not m or int(m.group(1)) == 0:
         raise ValueError(f"expected a duration like 30m, 8h or 7d, got {text!r}")
-    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    seconds = int(m.group(1)) * UNITS[m.group(2)]
     if seconds > SESSION_TTL_MAX_S:
         raise ValueError(f"a session lasts at most 30d, got {text!r}")
     return seconds

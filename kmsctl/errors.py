@@ -136,6 +136,9 @@ class DryRunOperationException(KMSError):
     exit_code = 0
     http_status = 412
 
+    def __init__(self, message: str = "The request would have succeeded, but the DryRun flag is set.") -> None:
+        super().__init__(message)
+
 
 class KMSInternalException(KMSError):
     exit_code = 70

@@ -14,15 +14,12 @@ import click
 from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
-from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.render import emit
 
 F = TypeVar("F", bound=Callable[..., Any])
 BLOB_READ_MAX = 16384  # a 6144-byte blob as base64 text, with room for line breaks
 
-input_argument = click.argument(
-    "input_path", metavar="[INPUT]", default="-", type=click.Path(dir_okay=False, allow_dash=True)
-)
 key_option = click.option(
     "-k", "--key", "key", required=True, metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN."
 )
@@ -43,7 +40,8 @@ def _blob_marker() -> int:
     return MARKER
 
 
-def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+def respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+    """A binary result: AWS's response with -o json, else ``field`` raw or as base64."""
     if app.output == "json":
         emit(app, out, columns=[], rows=[])
     else:
@@ -83,7 +81,7 @@ def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None,
     algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["EncryptionAlgorithm"] = algorithm
-    _respond(app, app.kms().encrypt(**args), "CiphertextBlob", b64)
+    respond(app, app.kms().encrypt(**args), "CiphertextBlob", b64)
 
 
 @click.command()
@@ -161,7 +159,7 @@ def re_encrypt(
     algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["DestinationEncryptionAlgorithm"] = algorithm
-    _respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
+    respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
 
 
 @click.command("data-key")
@@ -204,4 +202,4 @@ def random(app: App, nbytes: int, b64: bool) -> None:
     \b
     kmsctl random --bytes 32 --base64
     """
-    _respond(app, app.kms().generate_random(NumberOfBytes=nbytes), "Plaintext", b64)
+    respond(app, app.kms().generate_random(NumberOfBytes=nbytes), "Plaintext", b64)

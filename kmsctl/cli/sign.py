@@ -15,21 +15,14 @@ import click
 
 from kmsctl import model
 from kmsctl.cli.app import App
-from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, input_argument, key_option
+from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, key_option, respond
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
-from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.errors import ValidationException
 from kmsctl.render import emit
 
 _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL)
 PUBLIC_KEY_READ_MAX = 16384  # an 8192-byte DER key as PEM, with room for line breaks
-
-
-def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
-    if app.output == "json":
-        emit(app, out, columns=[], rows=[])
-    else:
-        write_binary(app, out[field], b64)
 
 
 def _verdict(app: App, out: dict[str, Any], columns: list[str]) -> None:
@@ -108,7 +101,7 @@ def sign(app: App, key: str, algorithm: str | None, message_type: str, b64: bool
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "SigningAlgorithms", "RSASSA_PSS_SHA_256", message_type)
     out = app.kms().sign(KeyId=key, Message=message, MessageType=message_type, SigningAlgorithm=algorithm)
-    _respond(app, out, "Signature", b64)
+    respond(app, out, "Signature", b64)
 
 
 @click.command()
@@ -153,7 +146,7 @@ def hmac(app: App, key: str, algorithm: str | None, b64: bool, input_path: str) 
     """
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "MacAlgorithms", "HMAC_SHA_256")
-    _respond(app, app.kms().generate_mac(KeyId=key, Message=message, MacAlgorithm=algorithm), "Mac", b64)
+    respond(app, app.kms().generate_mac(KeyId=key, Message=message, MacAlgorithm=algorithm), "Mac", b64)
 
 
 @click.command("verify-mac")
@@ -255,4 +248,4 @@ def derive_shared_secret(app: App, key: str, public_key_path: str, b64: bool) ->
     """
     peer = from_pem_or_der(read_input(public_key_path, PUBLIC_KEY_READ_MAX, "public key"))
     out = app.kms().derive_shared_secret(KeyId=key, KeyAgreementAlgorithm="ECDH", PublicKey=peer)
-    _respond(app, out, "SharedSecret", b64)
+    respond(app, out, "SharedSecret", b64)
