@@ -111,7 +111,7 @@ NO_CMK_SPEC: Final = frozenset({"ECC_NIST_EDWARDS25519", "ML_DSA_44", "ML_DSA_65
 # UnsupportedOperationException
 SUPPORTED_SPECS: Final = frozenset(SPEC_USAGES) - {"SM2"}
 
-# ----- limits (aws-kms-reference.md section 3.3 and 5) -----
+# ----- limits (AWS KMS's request constraints and quotas) -----
 PLAINTEXT_MAX: Final = 4096
 CIPHERTEXT_MAX: Final = 6144
 NUMBER_OF_BYTES_MAX: Final = 1024

@@ -1,4 +1,4 @@
-"""The layering rules of docs (architecture.md), kept by reading the code."""
+"""The layering rules README's Development section states, kept by reading the code."""
 
 from __future__ import annotations
 

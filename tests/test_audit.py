@@ -1,4 +1,4 @@
-"""The audit trail (issue 6, docs/AUDIT.md): a CloudTrail-shaped record of
+"""The audit trail (docs/AUDIT.md): a CloudTrail-shaped record of
 every operation, chained and authenticated; list, verify, export, prune.
 
 Through the service (``kms``, with its FakeClock), the CLI in-process
@@ -59,7 +59,7 @@ def wrongfile(tmp_path: Path) -> Path:
     return p
 
 
-# ------------------------------------------- the scripted session (issue) ---
+# ---------------------------------------------------- a scripted session ---
 def test_scripted_session_through_the_real_binary(sub: Any, tmp_path: Path, wrongfile: Path) -> None:
     created = sub("-o", "text", "create")
     assert created.returncode == 0, created.stderr

@@ -1,4 +1,4 @@
-"""seal, unseal and inspect (issue 5; docs/SEALED-FORMAT.md): round trips at
+"""seal, unseal and inspect (docs/SEALED-FORMAT.md): round trips at
 the chunk boundaries through files and pipes, 1 GiB in constant memory, every
 kind of tampering, --out that appears only on success, rotation and key
 states, and inspect without unlocking.

@@ -134,7 +134,7 @@ class App:
         return self._keyring
 
     def kms(self) -> LocalKMS:
-        """The KMS client; it unlocks the keyring (cli.md section 6) when an
+        """The KMS client; it unlocks the keyring (a session, else a passphrase) when an
         operation first needs it."""
         if self._kms is None:
             from kmsctl.keyring.unlock import unlock as do_unlock

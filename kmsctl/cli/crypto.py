@@ -49,7 +49,7 @@ def respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
 
 
 def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None:
-    """An omitted --algorithm is the key's first (cli.md section 3). AWS itself
+    """An omitted --algorithm is the key's first, as describe lists them. AWS itself
     requires one for RSA keys, so for them the CLI fills it in."""
     if algorithm or not key:
         return algorithm

@@ -1,4 +1,4 @@
-"""Data in and out (cli.md section 4): INPUT files and stdin, raw or base64
+"""Data in and out: INPUT files and stdin, raw or base64
 blobs, binary results, K=V pairs, and resolving KEY for the
 operations that AWS lets take only a key ID or ARN."""
 
@@ -76,7 +76,7 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
 
 def key_id_for_management(app: App, ref: str) -> str:
     """AWS's management operations take a key ID or ARN only; the CLI takes any
-    KEY (cli.md section 2), so an alias is resolved first."""
+    KEY form (key ID, key ARN, alias name, alias ARN), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
         meta: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
         return str(meta["KeyId"])

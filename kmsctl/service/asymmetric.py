@@ -26,7 +26,9 @@ else:
 
 
 def _check_message_type(algorithm: str, message_type: str, message: bytes) -> None:
-    """The MessageType rules of reference section 3.4."""
+    """AWS's MessageType rules: EXTERNAL_MU only with ML_DSA_SHAKE_256, which
+    takes no DIGEST; Ed25519 RAW, Ed25519ph DIGEST; a DIGEST or EXTERNAL_MU as
+    long as the algorithm's digest (a 64-byte mu)."""
     if message_type == "EXTERNAL_MU" and algorithm != "ML_DSA_SHAKE_256":
         raise E.ValidationException(f"MessageType EXTERNAL_MU is valid only with ML_DSA_SHAKE_256, not {algorithm}")
     if message_type == "DIGEST" and algorithm == "ML_DSA_SHAKE_256":

@@ -203,7 +203,8 @@ class LocalKMSBase(DispatchBase):
 
     # ----- states -----
     def _require_state(self, doc: dict[str, Any], allowed: tuple[str, ...]) -> None:
-        """Raise the error the reference's operation x state table gives."""
+        """Raise AWS's error for a key whose state the operation does not
+        allow: DisabledException when disabled, KMSInvalidStateException otherwise."""
         state = doc["KeyState"]
         if state in allowed:
             return
