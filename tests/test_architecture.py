@@ -131,3 +131,13 @@ def test_every_public_client_method_is_an_operation() -> None:
     side_doors = sorted(n for n in public - set(NOT_OPERATIONS) if not hasattr(getattr(LocalKMS, n), "operation_name"))
     assert side_doors == [], f"public LocalKMS methods that bypass the dispatch point: {side_doors}"
     assert set(NOT_OPERATIONS) <= public  # the list stays true
+
+
+def test_records_are_made_only_at_the_dispatch_point() -> None:
+    makers = sorted(
+        str(path.relative_to(PKG))
+        for path in _files(".")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "build_event"
+    )
+    assert makers == ["service/dispatch.py"]
