@@ -22,19 +22,19 @@ What it does, in a temporary folder (deleted at the end):
      commits without fsync) and ``kms.update_key_description`` (a change: its
      record lands in the change's fsynced transaction), with the trail on and
      with the dispatcher's ``_record`` replaced by a no-op; the difference is
-     what one record adds to a command (the issue's budget: 5 ms);
+     what one record adds to a command (a budget of 5 ms);
    - in --runs fresh processes (``kmsctl describe alias/bench`` through a
      small launcher), the time spent inside ``_record``, which for the first
      record of a process includes the audit key's derivation and the first
      write, plus what the record adds to closing the database (SQLite
      checkpoints the WAL the record wrote): what one record adds to a
-     whole command (the issue's budget: 5 ms);
+     whole command (a budget of 5 ms);
    - whole processes with hyperfine (``/usr/bin/hyperfine`` or on PATH):
      ``kmsctl describe alias/bench`` as installed, and the same through the
      launcher with and without ``_record`` patched out (whole-process
      start-up varies by more than the record costs: read it with the
      noise shown); ``kmsctl audit list --key <the real key>``, whose key has
-     one record in --keys (the issue's budget: 1 s);
+     one record in --keys (a budget of 1 s);
    - ``kmsctl audit verify`` over the whole trail, --verify-runs timed runs
      (the first is also the check that the build made a valid chain).
 4. Prints a markdown table and writes it, with the raw numbers, under --out.

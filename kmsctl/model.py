@@ -131,7 +131,7 @@ NO_CMK_SPEC: Final = frozenset(
 # cannot compute (ML_KEM_512 so far: kmsctl.crypto.keygen.unavailable)
 SUPPORTED_SPECS: Final = frozenset(SPEC_USAGES) - {"SM2"}
 
-# ----- limits (aws-kms-reference.md section 3.3 and 5) -----
+# ----- limits (AWS KMS's request constraints and quotas) -----
 PLAINTEXT_MAX: Final = 4096
 CIPHERTEXT_MAX: Final = 6144
 NUMBER_OF_BYTES_MAX: Final = 1024
@@ -145,6 +145,7 @@ GRANT_TOKENS_MAX: Final = 10
 PENDING_WINDOW_MIN: Final = 7
 PENDING_WINDOW_MAX: Final = 30
 PENDING_WINDOW_DEFAULT: Final = 30
+SESSION_TTL_MAX_S: Final = 30 * 86400  # kmsctl's own: a session from unlock lasts at most 30 days
 # Limit ranges and defaults per listing operation: (min, max, default)
 LIST_LIMITS: Final = {
     "ListKeys": (1, 1000, 100),

@@ -1,4 +1,4 @@
-"""The layering rules of docs (architecture.md), kept by reading the code."""
+"""The layering rules README's Development section states, kept by reading the code."""
 
 from __future__ import annotations
 
@@ -132,3 +132,49 @@ def test_lazy_command_table_points_at_real_commands() -> None:
         module, attr = target.split(":")
         __import__(module)
         assert isinstance(getattr(sys.modules[module], attr), click.Command), name
+
+
+# ----- one dispatch point: no side doors around it -----
+SQL_CALLS = {"execute", "executemany", "executescript", "query"}
+STORAGE = {"kmsctl.keyring.store", "kmsctl.keyring.audit"}  # the database and the trail's rows
+
+
+@pytest.mark.parametrize("path", _files("cli"), ids=lambda p: str(p.relative_to(PKG)))
+def test_cli_modules_run_no_sql_and_reach_no_storage(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    calls = {n.func.attr for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert not calls & SQL_CALLS, f"{path} runs SQL ({calls & SQL_CALLS}): go through a LocalKMS operation"
+    imported = _imports(path) | {
+        f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module for a in n.names
+    }
+    assert not imported & STORAGE, f"{path} imports {imported & STORAGE}"
+
+
+# public LocalKMS attributes that are deliberately not operations
+NOT_OPERATIONS = {
+    "exceptions": "boto3's client.exceptions",
+    "key_arn": "an identifier, computed",
+    "alias_arn": "an identifier, computed",
+    "transaction": "groups operations, each dispatched on its own",
+    "snapshot": "groups operations, each dispatched on its own",
+    "record_failed_try": "a refused passphrase typed again at the prompt, recorded by the dispatch point",
+}
+
+
+def test_every_public_client_method_is_an_operation() -> None:
+    from kmsctl.service import LocalKMS
+
+    public = {name for name in dir(LocalKMS) if not name.startswith("_")}
+    side_doors = sorted(n for n in public - set(NOT_OPERATIONS) if not hasattr(getattr(LocalKMS, n), "operation_name"))
+    assert side_doors == [], f"public LocalKMS methods that bypass the dispatch point: {side_doors}"
+    assert set(NOT_OPERATIONS) <= public  # the list stays true
+
+
+def test_records_are_made_only_at_the_dispatch_point() -> None:
+    makers = sorted(
+        str(path.relative_to(PKG))
+        for path in _files(".")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "build_event"
+    )
+    assert makers == ["service/dispatch.py"]

@@ -1,5 +1,5 @@
 """LocalKMS, the boto3-shaped client, checked against AWS KMS behaviour
-(shared/docs/aws-kms-reference.md sections 2-6 and 10; cli.md section 5)."""
+(its operations, errors, limits and key state rules; README's exit code table)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def key(kms: Any) -> str:
 
 
 # ----- errors and exit codes -----
-EXIT_CODES = {  # cli.md section 5
+EXIT_CODES = {  # README's exit code table
     1: "KMSInvalidSignatureException KMSInvalidMacException",
     2: "ValidationException InvalidAliasNameException InvalidArnException InvalidMarkerException "
     "MalformedPolicyDocumentException TagException InvalidKeyUsageException",

@@ -11,7 +11,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
-    from kmsctl.errors import KMSError
     from kmsctl.keyring.keyring import Keyring
     from kmsctl.keyring.unlock import UnlockSources
     from kmsctl.service import LocalKMS
@@ -157,21 +156,6 @@ class App:
             warn=self.warn,
         )
 
-    def record_wrong_try(self, name: str = "Unlock") -> Callable[[KMSError], None]:
-        """Audit a wrong passphrase typed at the prompt that is then typed
-        again: each failed try leaves its record, as a single one does."""
-
-        def record(exc: KMSError) -> None:
-            from contextlib import suppress
-
-            from kmsctl.errors import KMSError
-            from kmsctl.service.audit import record_keyring_event
-
-            with suppress(KMSError):  # the unlock's own outcome is what to report
-                record_keyring_event(self.keyring(), name, self.clock(), exc)
-
-        return record
-
     def keyring(self) -> Keyring:
         if self._keyring is None:
             from kmsctl.keyring.keyring import Keyring
@@ -180,7 +164,7 @@ class App:
         return self._keyring
 
     def kms(self) -> LocalKMS:
-        """The KMS client; it unlocks the keyring (cli.md section 6) when an
+        """The KMS client; it unlocks the keyring (a session, else a passphrase) when an
         operation first needs it."""
         if self._kms is None:
             from kmsctl.keyring.unlock import unlock as do_unlock
@@ -189,9 +173,10 @@ class App:
             keyring = self.keyring()
             # unlocked by the first operation that needs it, so that a wrong
             # passphrase is recorded in the audit trail under that operation
-            self._kms = LocalKMS(
+            kms = LocalKMS(
                 keyring,
                 clock=self.clock,
-                unlocker=lambda: do_unlock(keyring, self.sources(), self.clock(), self.record_wrong_try()),
+                unlocker=lambda: do_unlock(keyring, self.sources(), self.clock(), kms.record_failed_try),
             )
-        return self._kms
+            self._kms = kms
+        return kms

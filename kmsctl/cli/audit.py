@@ -13,7 +13,6 @@ from kmsctl.render import emit
 
 LIST_COLUMNS = ["eventTime", "eventName", "KeyId", "errorCode", "userName", "eventID"]
 _RELATIVE = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_time(app: App, text: str, option: str) -> datetime:
@@ -21,7 +20,9 @@ def parse_time(app: App, text: str, option: str) -> datetime:
     otherwise) or an age before now (30s, 30m, 12h, 7d)."""
     m = _RELATIVE.fullmatch(text.strip())
     if m:
-        return datetime.fromtimestamp(app.clock() - int(m.group(1)) * _UNITS[m.group(2)], UTC)
+        from kmsctl.config import UNITS
+
+        return datetime.fromtimestamp(app.clock() - int(m.group(1)) * UNITS[m.group(2)], UTC)
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

@@ -16,15 +16,12 @@ from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
 from kmsctl.cli.lines import many
-from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.render import emit
 
 F = TypeVar("F", bound=Callable[..., Any])
 BLOB_READ_MAX = 16384  # a 6144-byte blob as base64 text, with room for line breaks
 
-input_argument = click.argument(
-    "input_path", metavar="[INPUT]", default="-", type=click.Path(dir_okay=False, allow_dash=True)
-)
 key_option = click.option(
     "-k", "--key", "key", required=True, metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN."
 )
@@ -45,7 +42,8 @@ def _blob_marker() -> int:
     return MARKER
 
 
-def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+def respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+    """A binary result: AWS's response with -o json, else ``field`` raw or as base64."""
     if app.output == "json":
         emit(app, out, columns=[], rows=[])
     else:
@@ -53,7 +51,7 @@ def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
 
 
 def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None:
-    """An omitted --algorithm is the key's first (cli.md section 3). AWS itself
+    """An omitted --algorithm is the key's first, as describe lists them. AWS itself
     requires one for RSA keys, so for them the CLI fills it in."""
     if algorithm or not key:
         return algorithm
@@ -88,7 +86,7 @@ def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None,
         args["EncryptionAlgorithm"] = algorithm
     with hints.encrypt_too_long(args["Plaintext"]):
         out = app.kms().encrypt(**args)
-    _respond(app, out, "CiphertextBlob", b64)
+    respond(app, out, "CiphertextBlob", b64)
 
 
 @many(lines=True, out_dir=True)
@@ -169,7 +167,7 @@ def re_encrypt(
     algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["DestinationEncryptionAlgorithm"] = algorithm
-    _respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
+    respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
 
 
 @click.command("data-key")
@@ -218,4 +216,4 @@ def random(app: App, count: int | None, nbytes: int | None, b64: bool) -> None:
     if count is not None and nbytes is not None and count != nbytes:
         raise click.UsageError("give N or --bytes N, not both")
     n = count if count is not None else nbytes if nbytes is not None else 32
-    _respond(app, app.kms().generate_random(NumberOfBytes=n), "Plaintext", b64)
+    respond(app, app.kms().generate_random(NumberOfBytes=n), "Plaintext", b64)

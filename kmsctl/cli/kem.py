@@ -13,9 +13,9 @@ import click
 
 from kmsctl import model
 from kmsctl.cli.app import App
-from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, input_argument, key_option
+from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, key_option
 from kmsctl.cli.io import decode_blob, read_input, write_binary
-from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.render import emit
 
 algorithm_option = click.option(

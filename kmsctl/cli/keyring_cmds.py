@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kmsctl import model
 from kmsctl.cli.app import App
-from kmsctl.cli.io import parse_duration
-from kmsctl.errors import AccessDeniedException, AlreadyExistsException, KMSError
+from kmsctl.errors import AccessDeniedException, AlreadyExistsException
 from kmsctl.render import emit
+
+if TYPE_CHECKING:
+    from kmsctl.service import LocalKMS
 
 UNPROTECTED_WARNING = (
     "kmsctl: WARNING: UNPROTECTED keyring: it has NO passphrase; anyone who can read its files can use its keys"
 )
 TTL_DEFAULT = "1h"
-TTL_MAX_S = 30 * 86400
 _REGION = re.compile(r"^([a-z]+-){2,3}\d+$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 
@@ -35,18 +35,29 @@ def _check(pattern: re.Pattern[str], what: str) -> Any:
     return callback
 
 
-@contextmanager
-def recorded(app: App, name: str, request: dict[str, Any] | None = None) -> Iterator[None]:
-    """An audit record for a keyring command (they are outside the KMS API)."""
-    from kmsctl.service.audit import record_keyring_event
+def passphrase_client(
+    app: App, pass_file: str | None, prompt: str = "Keyring passphrase: ", name: str = "Unlock"
+) -> LocalKMS:
+    """A KMS client that unlocks with the passphrase alone, never a session:
+    unlock and passwd require it (a session cannot extend itself)."""
+    from kmsctl.service import LocalKMS
 
-    try:
-        yield
-    except KMSError as exc:
-        with suppress(KMSError):  # the command's own error is the one to report
-            record_keyring_event(app.keyring(), name, app.clock(), exc, request)
-        raise
-    record_keyring_event(app.keyring(), name, app.clock(), None, request)
+    keyring = app.keyring()
+    sources = app.sources()
+    if pass_file:
+        sources.passphrase_file = pass_file
+
+    def unlocker() -> None:
+        if keyring.protected:
+            from kmsctl.keyring.unlock import unlock_with_passphrase
+
+            # a mistyped passphrase may be typed again; each refused try is recorded
+            unlock_with_passphrase(keyring, sources, prompt, on_wrong=lambda exc: kms.record_failed_try(exc, name))
+        else:
+            keyring.unlock_unprotected()
+
+    kms = LocalKMS(keyring, clock=app.clock, unlocker=unlocker)
+    return kms
 
 
 def _iso(ts: float) -> str:
@@ -185,22 +196,15 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
     prints 'false' on stdout as well, so that the eval fails (and 'set -e'
     stops the script).
     """
-    seconds = parse_duration(ttl if ttl is not None else app.setting("session_ttl")[0])
-    if seconds > TTL_MAX_S:
-        raise click.BadParameter("a session lasts at most 30d", param_hint="--ttl")
-    keyring = app.keyring()
-    with recorded(app, "Unlock", {"ttlSeconds": seconds}):
-        if keyring.protected:
-            from kmsctl.keyring.unlock import unlock_with_passphrase
+    from kmsctl.config import duration_seconds
 
-            sources = app.sources()
-            if pass_file:
-                sources.passphrase_file = pass_file
-            unlock_with_passphrase(keyring, sources, on_wrong=app.record_wrong_try())
-        else:
-            keyring.unlock_unprotected()
-        token, expires = keyring.new_session(app.clock(), seconds)
-    app.info(f"kmsctl: unlocked until {_iso(expires)}")
+    try:
+        seconds = duration_seconds(ttl if ttl is not None else app.setting("session_ttl")[0])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    out = passphrase_client(app, pass_file).unlock(TtlSeconds=seconds)
+    token, expires = out["SessionToken"], out["Expires"]
+    app.info(f"kmsctl: unlocked until {expires.isoformat()}")
     if shell:
         app.write_text(f"export KMSCTL_SESSION={token}\n")
         return
@@ -209,9 +213,9 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
         return
     emit(
         app,
-        {"SessionToken": token, "Expires": datetime.fromtimestamp(expires, UTC)},
+        {"SessionToken": token, "Expires": expires},
         columns=["SessionToken", "Expires"],
-        rows=[[token, _iso(expires)]],
+        rows=[[token, expires.isoformat()]],
         vertical=True,
     )
 
@@ -220,8 +224,7 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
 @click.pass_obj
 def lock(app: App) -> None:
     """End every session of this keyring at once (no passphrase needed)."""
-    with recorded(app, "Lock"):
-        ended = app.keyring().end_sessions()
+    ended = app.kms().lock()["SessionsEnded"]
     app.info(f"kmsctl: locked; {ended} session(s) ended")
 
 
@@ -239,18 +242,9 @@ def passwd(app: App, old_file: str | None, new_file: str | None) -> None:
     The current passphrase is required (a session is not enough); the new one
     comes from --new-passphrase-file or is asked twice on the terminal.
     """
-    from kmsctl.keyring.unlock import unlock_with_passphrase
-
-    keyring = app.keyring()
     sources = app.sources()
-    with recorded(app, "ChangePassphrase"):
-        if keyring.protected:
-            if old_file:
-                sources.passphrase_file = old_file
-            unlock_with_passphrase(keyring, sources, "Current passphrase: ", app.record_wrong_try("ChangePassphrase"))
-        else:
-            keyring.unlock_unprotected()
-        keyring.change_passphrase(sources.new_passphrase(new_file))
+    kms = passphrase_client(app, old_file, "Current passphrase: ", "ChangePassphrase")
+    kms.change_passphrase(NewPassphrase=lambda: sources.new_passphrase(new_file))  # asked once the current one unlocked
     app.info("kmsctl: passphrase changed; every session has ended")
 
 
@@ -262,35 +256,9 @@ def status(app: App) -> None:
     Needs no passphrase. Text output, one line: home, format version,
     protected, lock state, session expiry, key count, alias count.
     """
-    keyring = app.keyring()
-    now = app.clock()
-    state, expires = "locked", None
-    if not keyring.protected:
-        state = "unprotected"
+    out = app.kms().keyring_status(SessionToken=app.env.get("KMSCTL_SESSION"))
+    if not out["Protected"]:
         app.warn(UNPROTECTED_WARNING)
-    elif app.env.get("KMSCTL_SESSION"):
-        try:
-            keyring.unlock_with_session(app.env["KMSCTL_SESSION"], now)
-            state, expires = "unlocked", keyring.session_expires(app.env["KMSCTL_SESSION"])
-        except AccessDeniedException as exc:
-            state = f"locked ({exc.message})"
-    db = keyring.db
-    by_state = dict(db.query("SELECT key_state, count(*) FROM keys GROUP BY key_state"))
-    keys = sum(by_state.values())
-    aliases = db.query("SELECT count(*) FROM aliases")[0][0]
-    version = int(db.meta("schema_version") or b"0")
-    payload = {
-        "Home": app.home,
-        "FormatVersion": version,
-        "Protected": keyring.protected,
-        "State": state,
-        "SessionExpires": datetime.fromtimestamp(expires, UTC) if expires else None,
-        "Keys": keys,
-        "KeysByState": by_state,
-        "Aliases": aliases,
-        "ActiveSessions": keyring.count_sessions(now),
-        "Region": keyring.region,
-        "AWSAccountId": keyring.account,
-    }
+    payload = {"Home": app.home, **out}
     columns = ["Home", "FormatVersion", "Protected", "State", "SessionExpires", "Keys", "Aliases"]
     emit(app, payload, columns=columns, rows=[[payload[c] for c in columns]], vertical=True)

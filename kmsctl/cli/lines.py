@@ -134,8 +134,10 @@ def many(
             force = bool(kwargs.pop("force", False) if added_force else kwargs.get("force", False))
             if per_line:
                 _check_per_line(ctx, per_line, line_mode, kwargs)
-            if name == "random" and line_mode and (
-                ctx.get_parameter_source("nbytes") is _COMMANDLINE or kwargs.get("count") is not None
+            if (
+                name == "random"
+                and line_mode
+                and (ctx.get_parameter_source("nbytes") is _COMMANDLINE or kwargs.get("count") is not None)
             ):
                 raise click.UsageError("with --lines each line is a byte count: drop N and --bytes")
             if out_dir:

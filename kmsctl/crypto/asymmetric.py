@@ -50,7 +50,7 @@ def _hash(algorithm: str) -> str:
 
 
 def digest_size(algorithm: str) -> int:
-    """The DIGEST-mode message length for a signing algorithm (reference 3.3)."""
+    """The DIGEST-mode message length for a signing algorithm: its hash's size (ML-DSA: the 64-byte mu)."""
     if algorithm == "ML_DSA_SHAKE_256":
         return MU_SIZE
     return P.digest_size(_hash(algorithm))
@@ -112,7 +112,7 @@ def _scheme(algorithm: str, message_type: str) -> tuple[str, str, bool]:
 
 
 def sign(private_der: bytes, algorithm: str, message_type: str, message: bytes) -> bytes:
-    """Sign as AWS KMS does (reference 3.4 and 10). ``message`` has already been
+    """Sign as AWS KMS does (its signature formats are in README). ``message`` has already been
     checked: RAW 1-4096 bytes, DIGEST the digest size, EXTERNAL_MU 64 bytes."""
     scheme, hash_name, prehashed = _scheme(algorithm, message_type)
     return PK.sign(private_der, scheme, message, hash_name, prehashed)

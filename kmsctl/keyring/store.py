@@ -10,7 +10,6 @@ is ever returned.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import weakref
@@ -18,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from kmsctl.canonical import canonical_json
 from kmsctl.errors import IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
@@ -97,10 +97,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def dumps(doc: dict[str, Any]) -> bytes:
-    """Canonical JSON: the bytes that are MACed are the bytes that are stored."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
+dumps = canonical_json  # a document as it is stored: the bytes that are MACed are the bytes that are stored
 
 # what a damaged file can make sqlite3 raise: its own errors, and
 # UnicodeDecodeError when a damaged schema makes an error message non-UTF-8

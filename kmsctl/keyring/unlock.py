@@ -1,4 +1,4 @@
-"""Where an unlock comes from, in the contract's order (cli.md section 6):
+"""Where an unlock comes from, first to last:
 KMSCTL_SESSION, --passphrase-file, KMSCTL_PASSPHRASE_FILE, KMSCTL_PASSPHRASE,
 then a hidden prompt on the terminal when there is one. Never a hang: with no
 terminal and no other source, or with prompting turned off (--no-input,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kmsctl import errors as E
-from kmsctl.service.audit import build_event
-from kmsctl.service.base import LocalKMSBase
+from kmsctl.service.base import LocalKMSBase, operation
 
 
 def _epoch(value: Any, field: str) -> float:
@@ -20,16 +19,28 @@ def _epoch(value: Any, field: str) -> float:
 
 
 class AuditOps(LocalKMSBase):
-    """Reading, checking, exporting and pruning the trail: kmsctl's own, not
-    KMS operations, so they make no records themselves, but for pruning."""
+    """Reading, checking, exporting and pruning the trail: kmsctl's own
+    operations on the keyring, not KMS's. Reading makes no record; pruning
+    records itself, in the transaction that prunes."""
+
+    def _verified(self) -> tuple[int, int]:
+        """(records verified, pending ones) once the trail has adopted its
+        pending records and walked the whole chain; IntegrityError names the
+        first bad record."""
+        self._adopt_pending()
+        trail = self._audit_trail()
+        checked, problem = trail.verify()
+        if problem:
+            raise E.IntegrityError(f"audit trail: {problem} ({checked} records before it verify)")
+        return checked, trail.pending()
 
     def _adopt_pending(self) -> None:
-        self._ensure_unlocked()
-        trail = self.trail()
+        trail = self._audit_trail()
         if trail.pending():
-            with self.keyring.db.write():
+            with self.db.write():
                 trail.adopt_pending()
 
+    @operation("AuditList", keyring=True, transaction=False, audited="never")
     def audit_events(
         self,
         *,
@@ -63,38 +74,24 @@ class AuditOps(LocalKMSBase):
             args.append(_epoch(EndTime, "EndTime"))
         if ErrorsOnly:
             where.append("error_code IS NOT NULL")
-        return {"Events": self.trail().events(where, args, Limit)}
+        return {"Events": self._audit_trail().events(where, args, Limit)}
 
+    @operation("AuditVerify", keyring=True, transaction=False, audited="never")
     def audit_verify(self) -> dict[str, Any]:
         """Walk the chain; IntegrityError names the first bad record."""
-        self._adopt_pending()
-        trail = self.trail()
-        checked, problem = trail.verify()
-        if problem:
-            raise E.IntegrityError(f"audit trail: {problem} ({checked} records before it verify)")
-        return {"RecordsVerified": checked, "PendingUnauthenticated": trail.pending()}
+        checked, pending = self._verified()
+        return {"RecordsVerified": checked, "PendingUnauthenticated": pending}
 
+    @operation("AuditExport", keyring=True, transaction=False, audited="never")
     def audit_export(self) -> Iterator[dict[str, Any]]:
         """Every record, oldest first, after the chain verifies."""
-        self.audit_verify()
-        return self.trail().ascending()
+        self._verified()
+        return self._audit_trail().ascending()
 
+    @operation("AuditPrune", writes=True, keyring=True, audited="success")
     def audit_prune(self, *, Before: Any) -> dict[str, Any]:
-        """Drop records older than Before; the rest stays verifiable."""
+        """Drop records older than Before; the rest stays verifiable. The
+        chain is verified in the same transaction, before anything goes."""
         before = _epoch(Before, "Before")
-        self.audit_verify()
-        with self.keyring.db.write():
-            dropped = self.trail().prune(before)
-            when = self.clock()
-            event = build_event(
-                "AuditPrune",
-                {"before": datetime.fromtimestamp(before, UTC)},
-                {"recordsDropped": dropped},
-                None,
-                when=when,
-                region=self.keyring.region,
-                account=self.keyring.account,
-                key_arn=None,
-            )
-            self.trail().append(event, when)
-        return {"RecordsDropped": dropped}
+        self._verified()
+        return {"RecordsDropped": self._audit_trail().prune(before)}

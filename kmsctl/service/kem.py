@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from kmsctl import errors as E
 from kmsctl import model
 from kmsctl._lazy import LazyModule
-from kmsctl.service.asymmetric import AsymmetricOps, _enum
-from kmsctl.service.base import operation
+from kmsctl.service.asymmetric import AsymmetricOps
+from kmsctl.service.base import check_enum, operation
 from kmsctl.service.crypto import _bytes
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ USAGE = "ENCAPSULATE_DECAPSULATE"
 
 class KemOps(AsymmetricOps):
     def _kem_key(self, KeyId: Any, EncapsulationAlgorithm: Any, op: str) -> dict[str, Any]:
-        algorithm = _enum(EncapsulationAlgorithm, "encapsulationAlgorithm", model.ENCAPSULATION_ALGORITHMS)
+        algorithm = check_enum(EncapsulationAlgorithm, "encapsulationAlgorithm", model.ENCAPSULATION_ALGORITHMS)
         key = self._usable_key(KeyId, USAGE, op)
         self._check_algorithm(key, algorithm)
         return key
@@ -51,7 +51,7 @@ class KemOps(AsymmetricOps):
     ) -> dict[str, Any]:
         key = self._kem_key(KeyId, EncapsulationAlgorithm, "Encapsulate")
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         secret, ciphertext = A.mlkem_encapsulate(self._key_secret(key))
         return {
             "KeyId": self.key_arn(key["KeyId"]),
@@ -79,7 +79,7 @@ class KemOps(AsymmetricOps):
                 f"this one is {len(ciphertext)}"
             )
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         try:
             secret = A.mlkem_decapsulate(self._key_secret(key), ciphertext)
         except A.InvalidKeyData as exc:

@@ -11,17 +11,11 @@ from typing import Any
 from kmsctl import errors as E
 from kmsctl import model
 from kmsctl.crypto import keygen
-from kmsctl.service.base import DAY, KEY_ROW, LocalKMSBase, operation, to_datetime
+from kmsctl.service.base import DAY, KEY_ROW, LocalKMSBase, check_enum, operation, to_datetime
 from kmsctl.service.tags import validate_tags
 
 MAX_KEYS = 100_000
 POLICY_MAX = 32768
-
-
-def _enum(value: Any, field: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise E.validation_error(value, field, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
-    return str(value)
 
 
 def _description(value: Any) -> str:
@@ -51,7 +45,7 @@ class KeyOps(LocalKMSBase):
     ) -> dict[str, Any]:
         if KeySpec and CustomerMasterKeySpec and KeySpec != CustomerMasterKeySpec:
             raise E.ValidationException("KeySpec and CustomerMasterKeySpec are both given and differ")
-        spec = _enum(KeySpec or CustomerMasterKeySpec or "SYMMETRIC_DEFAULT", "keySpec", model.KEY_SPECS)
+        spec = check_enum(KeySpec or CustomerMasterKeySpec or "SYMMETRIC_DEFAULT", "keySpec", model.KEY_SPECS)
         if spec == "SM2":
             raise E.UnsupportedOperationException("KeySpec SM2 is offered only in AWS China Regions, not by kmsctl")
         usages = model.SPEC_USAGES[spec]
@@ -59,12 +53,12 @@ class KeyOps(LocalKMSBase):
             if spec != "SYMMETRIC_DEFAULT":
                 raise E.ValidationException(f"KeyUsage is required for KeySpec {spec}: one of {', '.join(usages)}")
             KeyUsage = "ENCRYPT_DECRYPT"
-        usage = _enum(KeyUsage, "keyUsage", model.KEY_USAGES)
+        usage = check_enum(KeyUsage, "keyUsage", model.KEY_USAGES)
         if usage not in usages:
             raise E.ValidationException(
                 f"KeyUsage {usage} is not compatible with KeySpec {spec}; use one of {', '.join(usages)}"
             )
-        origin = _enum(Origin, "origin", model.ORIGINS)
+        origin = check_enum(Origin, "origin", model.ORIGINS)
         if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE") or CustomKeyStoreId or XksKeyId:
             raise E.UnsupportedOperationException("custom key stores are not available in a local keyring")
         if MultiRegion:
@@ -124,9 +118,9 @@ class KeyOps(LocalKMSBase):
         limit = self._limit("ListKeys", Limit)
         after = self._unmarker("ListKeys", Marker, int) or 0
         if FilterKeyState is not None:
-            _enum(FilterKeyState, "keyState", model.KEY_STATES)
+            check_enum(FilterKeyState, "keyState", model.KEY_STATES)
         if FilterKeySpec is not None:
-            _enum(FilterKeySpec, "keySpec", model.KEY_SPECS)
+            check_enum(FilterKeySpec, "keySpec", model.KEY_SPECS)
         page, more = self._page(
             self._iter_keys(after, FilterKeyState, FilterKeySpec, FilterTag, FilterAliasPrefix), limit
         )
