@@ -11,10 +11,12 @@ from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import key_id_for_management, parse_pairs
 from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.paging import Paging, fetch, finish, paging_options
 from kmsctl.render import emit
 
 KEY_COLUMNS = ["KeyId", "Arn", "KeyState", "KeySpec", "KeyUsage", "CreationDate", "DeletionDate", "Description"]
 LIST_COLUMNS = ["KeyId", "KeyState", "KeySpec", "KeyUsage", "Aliases", "Description"]
+KEY_PAGE = 1000  # ListKeys' largest Limit: one call (one audit record) for most keyrings
 
 key_argument = click.argument("key", metavar="KEY")
 
@@ -109,8 +111,7 @@ def describe(app: App, key: str) -> None:
 )
 @click.option("--tag", "tag", metavar="K=V", help="Only keys with this tag.")
 @click.option("--alias-prefix", metavar="P", help="Only keys with an alias starting with P (e.g. alias/prod-).")
-@click.option("--limit", type=int, help="At most N keys (1-1000, default 100).")
-@click.option("--marker", metavar="M", help="Continue from the NextMarker of an earlier page.")
+@paging_options("keys", KEY_PAGE)
 @click.pass_obj
 def list_(
     app: App,
@@ -118,13 +119,13 @@ def list_(
     key_spec: str | None,
     tag: str | None,
     alias_prefix: str | None,
-    limit: int | None,
-    marker: str | None,
+    paging: Paging,
 ) -> None:
-    """List keys (ListKeys), with their state, spec, usage and aliases.
+    """List keys (ListKeys), with their state, spec, usage and aliases: all
+    of them unless --max-items caps them.
 
     Text columns: KeyId KeyState KeySpec KeyUsage Aliases(comma-separated) Description.
-    When more keys remain, stderr says which --marker continues.
+    With --max-items, stderr says which --starting-token continues.
     """
     kms = app.kms()
     args: dict[str, Any] = {}
@@ -137,28 +138,21 @@ def list_(
         args["FilterTag"] = {"TagKey": k, "TagValue": v}
     if alias_prefix:
         args["FilterAliasPrefix"] = alias_prefix
-    if limit is not None:
-        args["Limit"] = limit
-    if marker:
-        args["Marker"] = marker
     with kms.snapshot():
-        page = kms.list_keys(**args)
+        keys, token = fetch(kms.list_keys, "Keys", paging, KEY_PAGE, **args)
         entries = []
-        for item in page["Keys"]:
-            md = kms.describe_key(KeyId=item["KeyId"])["KeyMetadata"]
-            aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=item["KeyId"], Limit=100)["Aliases"]]
-            entries.append({**item, **{c: md.get(c) for c in KEY_COLUMNS[2:]}, "Aliases": aliases})
-    payload: dict[str, Any] = {"Keys": entries, "Truncated": page["Truncated"]}
-    if page.get("NextMarker"):
-        payload["NextMarker"] = page["NextMarker"]
-        if app.mode() != "json":
-            app.info(f"kmsctl: more keys follow: --marker {page['NextMarker']}")
+        with kms.internal_reads():  # the listing is the user's act: one ListKeys record a page
+            for item in keys:
+                md = kms.describe_key(KeyId=item["KeyId"])["KeyMetadata"]
+                aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=item["KeyId"], Limit=100)["Aliases"]]
+                entries.append({**item, **{c: md.get(c) for c in KEY_COLUMNS[2:]}, "Aliases": aliases})
+    payload = finish(app, {"Keys": entries}, token, "keys", paging)
     emit(
         app,
         payload,
         columns=LIST_COLUMNS,
         rows=[[e.get(c) for c in LIST_COLUMNS] for e in entries],
-        table_columns=["KeyId", "KeyState", "KeySpec", "Aliases", "Description"],
+        table_columns=["KeyId", "KeyState", "KeySpec", "KeyUsage", "Aliases", "Description"],
     )
 
 

@@ -39,8 +39,10 @@ class AuditOps(LocalKMSBase):
         EndTime: Any = None,
         ErrorsOnly: bool = False,
         Limit: int = 100,
+        Marker: str | None = None,
     ) -> dict[str, Any]:
-        """Newest first, like CloudTrail's LookupEvents: {"Events": [...]}."""
+        """Newest first, like CloudTrail's LookupEvents: {"Events": [...],
+        "Truncated": bool}, and "NextMarker" when more follow."""
         self._adopt_pending()
         if not isinstance(Limit, int) or isinstance(Limit, bool) or not 1 <= Limit <= 100_000:
             raise E.validation_error(Limit, "limit", "Member must have value between 1 and 100000")
@@ -63,7 +65,12 @@ class AuditOps(LocalKMSBase):
             args.append(_epoch(EndTime, "EndTime"))
         if ErrorsOnly:
             where.append("error_code IS NOT NULL")
-        return {"Events": self.trail().events(where, args, Limit)}
+        before = self._unmarker("AuditEvents", Marker, int)
+        events, next_before = self.trail().page(where, args, Limit, before)
+        out: dict[str, Any] = {"Events": events, "Truncated": next_before is not None}
+        if next_before is not None:
+            out["NextMarker"] = self._marker("AuditEvents", next_before)
+        return out
 
     def audit_verify(self) -> dict[str, Any]:
         """Walk the chain; IntegrityError names the first bad record."""
