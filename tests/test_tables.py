@@ -158,7 +158,7 @@ def test_nothing_is_split_in_a_real_terminal(
             time.sleep(0.1)
         assert "<<done>>" in screen, screen
         assert "kmsctl:" not in screen and "Traceback" not in screen, screen
-        for n, (args, words) in enumerate(cases):
+        for n, (_args, words) in enumerate(cases):
             part = screen.split(f"<<{n}>>\n", 1)[1].split(f"<</{n}>>", 1)[0]
             unsplit(part, words, width)
     finally:
