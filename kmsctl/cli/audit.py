@@ -141,7 +141,8 @@ def audit_export(app: App, fmt: str) -> None:
 @click.option("--before", required=True, metavar="T", help="Drop records older than this: ISO 8601 or an age like 90d.")
 @click.pass_obj
 def audit_prune(app: App, before: str) -> None:
-    """Drop old records; what remains still verifies. Text output: how many were dropped."""
+    """Drop old records and give their space back to the file system; what
+    remains still verifies. Text output: how many were dropped."""
     out = app.kms().audit_prune(Before=parse_time(app, before, "--before"))
     app.info(f"kmsctl: pruned {out['RecordsDropped']} audit record(s)")
     emit(app, out, columns=["RecordsDropped"], rows=[[out["RecordsDropped"]]])

@@ -24,6 +24,7 @@ from typing import Any
 
 from kmsctl.crypto import primitives as P
 from kmsctl.errors import IntegrityError
+from kmsctl.keyring.audit_codec import pack, unpack
 from kmsctl.keyring.store import Database, as_blob, dumps
 
 _LABEL = b"kmsctl audit v1\x00"
@@ -117,7 +118,7 @@ class AuditTrail:
         seq, prev = self._head()
         seq += 1
         # the eventTime in the record and the event_time column say the same (verify checks it)
-        record = dumps({**event, "eventTime": event_time_text(when)})
+        record = pack(dumps({**event, "eventTime": event_time_text(when)}))  # the MAC covers the stored bytes
         mac = self._record_mac(seq, prev, record)
         self.db.execute(
             f"INSERT INTO audit({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -173,7 +174,10 @@ class AuditTrail:
             return None, f"record {seq} fails its integrity check (its prev column is not the MAC before it)"
         if not _equal(self._record_mac(seq, stored_prev if prev is None else prev, record), mac):
             return None, f"record {seq} fails its integrity check (edited, reordered or inserted)"
-        event = _decode(record.decode())
+        try:
+            event = _decode(unpack(record).decode())
+        except ValueError:  # authentic, yet not a record: written by something other than kmsctl
+            return None, f"record {seq} is damaged (not a record kmsctl can read)"
         index = (event.get("eventName"), key_id_of(event), event.get("errorCode"), event.get("eventTime"))
         stored = (name, key_id, error_code, _time_text_or_none(event_time))
         if index != stored:

@@ -87,7 +87,8 @@ class AuditOps(LocalKMSBase):
         return self.trail().ascending()
 
     def audit_prune(self, *, Before: Any) -> dict[str, Any]:
-        """Drop records older than Before; the rest stays verifiable."""
+        """Drop records older than Before; the rest stays verifiable, and the
+        space they took is given back (VACUUM)."""
         before = _epoch(Before, "Before")
         self.audit_verify()
         with self.keyring.db.write():
@@ -104,4 +105,7 @@ class AuditOps(LocalKMSBase):
                 key_arn=None,
             )
             self.trail().append(event, when)
+        # the dropped records' pages back to the file system, not only to SQLite's free list
+        if dropped and not self.keyring.db.in_transaction:
+            self.keyring.db.vacuum()
         return {"RecordsDropped": dropped}
