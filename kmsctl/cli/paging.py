@@ -13,9 +13,9 @@ item, and tokens and markers are interchangeable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import click
 
@@ -25,8 +25,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass
-class Paging:
+class Paging(NamedTuple):  # a NamedTuple: dataclasses costs start-up time
     max_items: int | None
     page_size: int | None
     token: str | None
@@ -65,8 +64,6 @@ def paging_options(noun: str, page_max: int) -> Callable[[F], F]:
         ]
         for option in reversed(options):
             fn = option(fn)
-
-        import functools
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
