@@ -287,3 +287,45 @@ def test_records_keep_long_values_whole() -> None:
     assert f"\n  {arn}\n" in out
     assert all(any(a in line for line in out.splitlines()) for a in algorithms)
     assert all(len(line) <= 80 for line in out.splitlines())
+
+
+# ----- the spinner -----
+
+
+def _stderr_on_a_terminal(home: Path, passfile: Path, *args: str) -> tuple[bytes, bytes]:
+    """Run kmsctl with stderr on a pseudo-terminal: (stdout, what the terminal got)."""
+    import pty
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSCTL_") and k != "NO_COLOR"}
+    env.update(KMSCTL_HOME=str(home), KMSCTL_PASSPHRASE_FILE=str(passfile), TERM="xterm")
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "kmsctl"]
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [*cmd, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=60
+        )
+    finally:
+        os.close(slave)
+    seen = b""
+    try:
+        while chunk := os.read(master, 4096):
+            seen += chunk
+    except OSError:  # the terminal's other end is closed: all read
+        pass
+    finally:
+        os.close(master)
+    assert proc.returncode == 0, seen
+    return proc.stdout, seen
+
+
+def test_slow_creation_shows_a_spinner_on_a_terminal_and_never_in_a_pipe(
+    keyring_home: Path, passfile: Path, sub: Any
+) -> None:
+    create = ["-o", "text", "create", "--key-spec", "RSA_3072", "--key-usage", "ENCRYPT_DECRYPT"]
+    piped = sub(*create)
+    assert piped.returncode == 0 and piped.stderr == b""
+    stdout, seen = _stderr_on_a_terminal(keyring_home, passfile, *create)
+    assert re.fullmatch(rb"[0-9a-f-]{36}\n", stdout)
+    assert b"creating a RSA_3072 key" in seen
+    _, quiet = _stderr_on_a_terminal(keyring_home, passfile, "-q", *create)
+    assert b"creating" not in quiet
