@@ -47,19 +47,20 @@ def console_for(app: App) -> Console:
     return Console(file=sys.stdout, color_system=None if app.no_color else "auto", highlight=False)
 
 
-def human(value: Any) -> str:
-    """One value as a person reads it: times in UTC to the minute, lists
-    joined with ", ", no tab or newline."""
+def human(value: Any, column: str = "") -> str:
+    """One value as a person reads it: times (datetimes, and ISO 8601 text in
+    a ...Time or ...Date column) in UTC to the minute, lists joined with ", ",
+    no tab or newline."""
     if value is None:
         return ""
-    if isinstance(value, str) and _ISO.match(value):
+    if isinstance(value, str) and column.endswith(("Time", "Date")) and _ISO.match(value):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime(TIME_FORMAT)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return ", ".join(human(v) for v in value)
+        return ", ".join(human(v, column) for v in value)
     if isinstance(value, dict):
         return ", ".join(f"{k}={human(v)}" for k, v in value.items())
     return " ".join(str(value).split())  # no tab or newline inside a cell
@@ -71,23 +72,23 @@ def _styled(column: str, text: str, color: bool) -> Text:
     return Text(text)  # Text: no rich markup in user data
 
 
-def _items(value: Any) -> list[str]:
+def _items(value: Any, column: str = "") -> list[str]:
     """The unbreakable pieces of a value: a list's items, else the value."""
     if isinstance(value, (list, tuple)):
-        return [human(v) for v in value]
-    return [human(value)]
+        return [human(v, column) for v in value]
+    return [human(value, column)]
 
 
 class _Column:
     def __init__(self, name: str, values: list[Any]) -> None:
         self.name = name
-        self.cells = [human(v) for v in values]
+        self.cells = [human(v, name) for v in values]
         self.is_list = any(isinstance(v, (list, tuple)) for v in values)
         self.natural = max([len(name), *(len(c) for c in self.cells)])
         if name in FREE_TEXT:
             self.minimum = min(self.natural, max(len(name), FREE_TEXT_MIN))
         elif self.is_list:  # wraps after an item's comma, never inside the item
-            pieces = [len(p) + 1 for v in values for p in _items(v)]
+            pieces = [len(p) + 1 for v in values for p in _items(v, name)]
             self.minimum = min(self.natural, max([len(name), *pieces]))
         else:
             self.minimum = self.natural
@@ -142,7 +143,7 @@ def render_table(
         free = name in FREE_TEXT
         table.add_column(name, width=w, no_wrap=free, overflow="ellipsis" if free else "fold")
     for row in rows:
-        table.add_row(*(_styled(name, human(row[index[name]]), color) for name, _ in plan))
+        table.add_row(*(_styled(name, human(row[index[name]], name), color) for name, _ in plan))
     console.print(table)
 
 
@@ -160,7 +161,7 @@ def render_records(console: Console, records: Sequence[Sequence[tuple[str, Any]]
             console.print()
         for field, value in pairs:
             room = width - label_w
-            pieces = _items(value)
+            pieces = _items(value, field)
             text = ", ".join(pieces)
             lines: list[str]
             if len(text) <= room:
