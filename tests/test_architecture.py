@@ -157,6 +157,7 @@ NOT_OPERATIONS = {
     "alias_arn": "an identifier, computed",
     "transaction": "groups operations, each dispatched on its own",
     "snapshot": "groups operations, each dispatched on its own",
+    "internal_reads": "marks the client's own reads, each dispatched on its own",
     "record_failed_try": "a refused passphrase typed again at the prompt, recorded by the dispatch point",
 }
 

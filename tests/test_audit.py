@@ -15,6 +15,8 @@ import math
 import os
 import random
 import re
+import sqlite3
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,7 @@ from kmsctl.cli.app import App
 from kmsctl.cli.audit import parse_time
 from kmsctl.keyring import audit as audit_store
 from kmsctl.keyring.audit import AuditTrail, event_time_text
+from kmsctl.keyring.audit_codec import DICTIONARY_V1, pack, unpack
 from kmsctl.keyring.keyring import Keyring
 from kmsctl.service import LocalKMS
 
@@ -287,8 +290,8 @@ def trail(kms: LocalKMS, clock: FakeClock, keyring_home: Path, passfile: Path, t
 
 def _edit_bytes(home: Path) -> None:
     ((record,),) = sql(home, "SELECT record FROM audit WHERE seq = 5")
-    edited = bytes(record).replace(b'"eventVersion":"1.08"', b'"eventVersion":"1.09"')
-    assert edited != bytes(record)
+    edited = pack(unpack(bytes(record)).replace(b'"eventVersion":"1.08"', b'"eventVersion":"1.09"'))
+    assert unpack(edited) != unpack(bytes(record))
     sql(home, "UPDATE audit SET record = ? WHERE seq = 5", edited)
 
 
@@ -302,7 +305,7 @@ def _swap(home: Path) -> None:
 
 def _forge(home: Path) -> None:
     ((record, mac),) = sql(home, "SELECT record, mac FROM audit WHERE seq = ?", N)
-    forged = bytes(record).replace(b'"eventName":"DescribeKey"', b'"eventName":"DeleteAlias"')
+    forged = pack(unpack(bytes(record)).replace(b'"eventName":"DescribeKey"', b'"eventName":"DeleteAlias"'))
     sql(
         home,
         "INSERT INTO audit(seq, event_time, event_name, key_id, error_code, record, prev, mac) "
@@ -811,9 +814,13 @@ def test_stored_records_are_canonical_and_chained_as_docs_say(kms: LocalKMS, key
     rows = sql(keyring_home, "SELECT seq, event_time, event_name, key_id, error_code, record, prev, mac FROM audit")
     prev = bytes(32)
     for seq, when, name, key_id, error_code, record, stored_prev, mac in rows:
-        record = bytes(record)
-        event = json.loads(record)
-        assert record == json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        record = bytes(record)  # 0x01 || raw DEFLATE of the canonical JSON, against the preset dictionary
+        assert record[0] == 1
+        inflate = zlib.decompressobj(-15, DICTIONARY_V1)
+        canonical = inflate.decompress(record[1:]) + inflate.flush()
+        assert inflate.eof and not inflate.unused_data
+        event = json.loads(canonical)
+        assert canonical == json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         assert bytes(stored_prev) == prev
         expected = hmac.new(k, b"kmsctl audit v1\x00" + str(seq).encode() + b"\x00" + prev + record, hashlib.sha256)
         assert bytes(mac) == expected.digest()

@@ -55,7 +55,7 @@ def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None
     requires one for RSA keys, so for them the CLI fills it in."""
     if algorithm or not key:
         return algorithm
-    algorithms = app.kms().describe_key(KeyId=key)["KeyMetadata"].get("EncryptionAlgorithms") or []
+    algorithms = app.kms().key_metadata(key).get("EncryptionAlgorithms") or []
     return str(algorithms[0]) if algorithms and algorithms[0] != "SYMMETRIC_DEFAULT" else None
 
 

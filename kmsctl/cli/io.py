@@ -96,7 +96,7 @@ def key_id_for_management(app: App, ref: str) -> str:
     """AWS's management operations take a key ID or ARN only; the CLI takes any
     KEY form (key ID, key ARN, alias name, alias ARN), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
-        meta: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
+        meta: dict[str, Any] = app.kms().key_metadata(ref)
         return str(meta["KeyId"])
     return ref
 

@@ -254,6 +254,28 @@ class Database:
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         return self._exec(sql, args).rowcount
 
+    def vacuum(self) -> int:
+        """Give the space of deleted rows back to the file system (VACUUM,
+        then a checkpoint that truncates the WAL); outside any transaction.
+        The copy VACUUM builds stays in memory, never in a temporary file.
+        Returns the bytes given back (keyring.db and its WAL), 0 if SQLite
+        could not do it now (another writer, no room for the copy): the rows
+        are deleted either way, and their space is reused by later writes."""
+        if self._depth:
+            raise RuntimeError("VACUUM inside a transaction")
+
+        def size() -> int:
+            return sum(os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s))
+
+        before = size()
+        try:
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except _DB_ERRORS:
+            return 0
+        return max(before - size(), 0)
+
     # ----- meta -----
     def meta(self, name: str) -> bytes | None:
         rows = self.query("SELECT value FROM meta WHERE name = ?", (name,))

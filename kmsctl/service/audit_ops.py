@@ -50,8 +50,10 @@ class AuditOps(LocalKMSBase):
         EndTime: Any = None,
         ErrorsOnly: bool = False,
         Limit: int = 100,
+        Marker: str | None = None,
     ) -> dict[str, Any]:
-        """Newest first, like CloudTrail's LookupEvents: {"Events": [...]}."""
+        """Newest first, like CloudTrail's LookupEvents: {"Events": [...],
+        "Truncated": bool}, and "NextMarker" when more follow."""
         self._adopt_pending()
         if not isinstance(Limit, int) or isinstance(Limit, bool) or not 1 <= Limit <= 100_000:
             raise E.validation_error(Limit, "limit", "Member must have value between 1 and 100000")
@@ -74,7 +76,12 @@ class AuditOps(LocalKMSBase):
             args.append(_epoch(EndTime, "EndTime"))
         if ErrorsOnly:
             where.append("error_code IS NOT NULL")
-        return {"Events": self._audit_trail().events(where, args, Limit)}
+        before = self._unmarker("AuditEvents", Marker, int)
+        events, next_before = self._audit_trail().page(where, args, Limit, before)
+        out: dict[str, Any] = {"Events": events, "Truncated": next_before is not None}
+        if next_before is not None:
+            out["NextMarker"] = self._marker("AuditEvents", next_before)
+        return out
 
     @operation("AuditVerify", keyring=True, transaction=False, audited="never")
     def audit_verify(self) -> dict[str, Any]:
@@ -88,10 +95,16 @@ class AuditOps(LocalKMSBase):
         self._verified()
         return self._audit_trail().ascending()
 
-    @operation("AuditPrune", writes=True, keyring=True, audited="success")
+    @operation("AuditPrune", writes=True, keyring=True, transaction=False, audited="success")
     def audit_prune(self, *, Before: Any) -> dict[str, Any]:
         """Drop records older than Before; the rest stays verifiable. The
-        chain is verified in the same transaction, before anything goes."""
+        chain is verified in the same transaction, before anything goes; then
+        the space the records took is given back to the file system (VACUUM,
+        which cannot run inside a transaction)."""
         before = _epoch(Before, "Before")
-        self._verified()
-        return {"RecordsDropped": self._audit_trail().prune(before)}
+        with self.db.write():
+            self._verified()
+            dropped = self._audit_trail().prune(before)
+        if dropped and not self.db.in_transaction:
+            self.db.vacuum()
+        return {"RecordsDropped": dropped}

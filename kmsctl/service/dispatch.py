@@ -97,6 +97,7 @@ class DispatchBase:
         self.observers: list[Observer] = []
         self._trail: AuditTrail | None = None
         self._deferred: list[tuple[dict[str, Any], float]] = []
+        self._internal = 0  # depth of internal_reads()
 
     # ----- several operations at once (the CLI's create --alias, list) -----
     @contextmanager
@@ -120,6 +121,20 @@ class DispatchBase:
                 yield
         finally:
             self._flush_deferred()
+
+    @contextmanager
+    def internal_reads(self) -> Iterator[None]:
+        """Reads a client makes for itself, not as its user's act: the key's
+        algorithms before an Encrypt, the aliases and tags beside each key of
+        a listing. Local to kmsctl (no AWS operation does this). Inside, a
+        read that succeeds makes no audit record: the operation the user
+        asked for makes its own. A read that fails is still recorded, since
+        its failure ends the user's command; writes are recorded as always."""
+        self._internal += 1
+        try:
+            yield
+        finally:
+            self._internal -= 1
 
     # ----- unlocking -----
     def _ensure_unlocked(self) -> None:
@@ -182,7 +197,8 @@ class DispatchBase:
             else:
                 with self.db.read():
                     response = fn(self, **kwargs)
-                record()
+                if not self._internal:
+                    record()
             return response
         except E.KMSError as exc:
             error = exc

@@ -103,6 +103,13 @@ class KeyOps(LocalKMSBase):
     def describe_key(self, *, KeyId: str, GrantTokens: list[str] | None = None) -> dict[str, Any]:
         return {"KeyMetadata": self._metadata(self._key(KeyId))}
 
+    def key_metadata(self, KeyId: str) -> dict[str, Any]:
+        """DescribeKey's KeyMetadata, read for the client's own use: not
+        recorded when it succeeds (``internal_reads``). Local to kmsctl."""
+        with self.internal_reads():
+            out: dict[str, Any] = self.describe_key(KeyId=KeyId)["KeyMetadata"]
+        return out
+
     @operation("ListKeys")
     def list_keys(
         self,
