@@ -15,7 +15,6 @@ import math
 import os
 import random
 import re
-import sqlite3
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
