@@ -1,5 +1,5 @@
 """LocalKMS, the boto3-shaped client, checked against AWS KMS behaviour
-(shared/docs/aws-kms-reference.md sections 2-6 and 10; cli.md section 5)."""
+(its operations, errors, limits and key state rules; README's exit code table)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from kmsctl import errors as E
 REGION, ACCOUNT = "us-east-1", "111122223333"
 START = datetime.fromtimestamp(1_800_000_000, UTC)  # conftest's FakeClock start
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-OVERHEAD = 78  # blob = header 50 + nonce 12 + plaintext + GCM tag 16
+OVERHEAD = 110  # blob = header 82 (with the salt) + nonce 12 + plaintext + GCM tag 16
 NOT_FOUND_OR_ARN = (E.NotFoundException, E.InvalidArnException)
 
 
@@ -78,7 +78,7 @@ def key(kms: Any) -> str:
 
 
 # ----- errors and exit codes -----
-EXIT_CODES = {  # cli.md section 5
+EXIT_CODES = {  # README's exit code table
     1: "KMSInvalidSignatureException KMSInvalidMacException",
     2: "ValidationException InvalidAliasNameException InvalidArnException InvalidMarkerException "
     "MalformedPolicyDocumentException TagException InvalidKeyUsageException",

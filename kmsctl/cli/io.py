@@ -1,5 +1,5 @@
-"""Data in and out (cli.md section 4): INPUT files and stdin, raw or base64
-blobs, binary results, K=V pairs, durations, and resolving KEY for the
+"""Data in and out: INPUT files and stdin, raw or base64
+blobs, binary results, K=V pairs, and resolving KEY for the
 operations that AWS lets take only a key ID or ARN."""
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 _B64_CHARS = re.compile(rb"^[A-Za-z0-9+/=_\-\s]*$")
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def read_input(path: str, limit: int, what: str = "input") -> bytes:
     """Read INPUT (a path, or - for stdin), at most ``limit`` bytes: one more
     byte than that is read so that an oversized input is refused, not cut."""
+    if path == "-":
+        refuse_terminal_stdin(what)
     try:
         if path == "-":
             data: bytes = sys.stdin.buffer.read(limit + 1)
@@ -33,6 +33,22 @@ def read_input(path: str, limit: int, what: str = "input") -> bytes:
     except OSError as exc:
         raise ValidationException(f"cannot read {what} {path}: {exc.strerror}") from None
     return data
+
+
+def refuse_terminal_stdin(what: str) -> None:
+    """With prompting off (--no-input, CI), reading INPUT from a terminal
+    would wait for typing that never comes (docker run -t, a CI PTY): fail at once."""
+    if not stdin_is_tty():
+        return
+    from kmsctl.cli.app import App
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx is not None else None
+    if app is not None and app.no_input:
+        raise click.UsageError(
+            f"the {what} would be read from the terminal, and prompting is off ({app.no_input}): "
+            "give INPUT as a file, or pipe it in"
+        )
 
 
 def decode_blob(
@@ -103,19 +119,11 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
-def parse_duration(text: str) -> int:
-    """``90``, ``90s``, ``15m``, ``8h``, ``7d`` -> seconds."""
-    m = _DURATION.fullmatch(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise click.BadParameter(f"expected a duration like 30m, 8h or 7d, got {text!r}", param_hint="--ttl")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
 def key_id_for_management(app: App, ref: str) -> str:
     """AWS's management operations take a key ID or ARN only; the CLI takes any
-    KEY (cli.md section 2), so an alias is resolved first."""
+    KEY form (key ID, key ARN, alias name, alias ARN), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
-        meta: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
+        meta: dict[str, Any] = app.kms().key_metadata(ref)
         return str(meta["KeyId"])
     return ref
 

@@ -18,14 +18,11 @@ import functools
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kmsctl import errors as E
-from kmsctl.keyring.audit import AuditTrail, event_time_text
+from kmsctl.keyring.audit import event_time_text
 from kmsctl.text import without_surrogates
-
-if TYPE_CHECKING:
-    from kmsctl.keyring.keyring import Keyring
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = "kms.amazonaws.com"
@@ -35,7 +32,7 @@ READ_ONLY = frozenset(
         "DescribeKey", "ListKeys", "ListAliases", "ListResourceTags", "GetKeyRotationStatus", "ListKeyRotations",
         "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateRandom",
         "Sign", "Verify", "GenerateMac", "VerifyMac", "GetPublicKey", "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret",
+        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret", "Encapsulate", "Decapsulate",
     }
 )  # fmt: skip
 _KEY_FIELDS = ("KeyId", "TargetKeyId", "DestinationKeyId", "SourceKeyId")
@@ -45,11 +42,9 @@ _OPAQUE = frozenset(
     {
         "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
         "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
-        "passphrase", "sessiontoken",
+        "passphrase", "sessiontoken", "sharedsecretciphertextblob",
     }
 )  # fmt: skip
-# parameters that are not operations' own but appear in records (Unlock, AuditPrune)
-_OWN_PARAMETERS = frozenset({"ttlSeconds", "before"})
 
 
 def _camel(name: str) -> str:
@@ -90,7 +85,7 @@ def _parameters() -> frozenset[str]:
 
     from kmsctl.service import LocalKMS
 
-    names = set(_OWN_PARAMETERS)
+    names: set[str] = set()
     for attr in dir(LocalKMS):
         fn = getattr(LocalKMS, attr)
         if hasattr(fn, "operation_name"):
@@ -166,19 +161,6 @@ def build_event(
         event["errorCode"] = error.code
         event["errorMessage"] = without_surrogates(error.message)
     return event
-
-
-def record_keyring_event(
-    keyring: Keyring, name: str, when: float, error: E.KMSError | None = None, request: dict[str, Any] | None = None
-) -> None:
-    """A record for a keyring command outside the KMS API (Unlock, Lock,
-    ChangePassphrase): chained if the keyring is unlocked, pending if not."""
-    trail = AuditTrail(keyring.db, keyring.derive(b"audit") if keyring.unlocked else None)
-    event = build_event(
-        name, request or {}, None, error, when=when, region=keyring.region, account=keyring.account, key_arn=None
-    )
-    with keyring.db.write():
-        trail.append(event, when)
 
 
 def key_of(kms: Any, request: dict[str, Any], response: dict[str, Any] | None) -> str | None:
