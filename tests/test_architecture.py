@@ -158,6 +158,7 @@ NOT_OPERATIONS = {
     "transaction": "groups operations, each dispatched on its own",
     "snapshot": "groups operations, each dispatched on its own",
     "internal_reads": "marks the client's own reads, each dispatched on its own",
+    "key_metadata": "DescribeKey (dispatched) as a read the client makes for itself",
     "record_failed_try": "a refused passphrase typed again at the prompt, recorded by the dispatch point",
 }
 
