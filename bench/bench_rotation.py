@@ -1,4 +1,4 @@
-"""Rotation cost against the number of prior key materials (issue 4).
+"""Rotation cost against the number of prior key materials.
 
     .venv/bin/python bench/bench_rotation.py [--versions 100] [--repeat 30]
 

@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from kmsctl.errors import ValidationException
+from kmsctl.model import SESSION_TTL_MAX_S
+from kmsctl.text import is_text
 
 FILENAME = "config.toml"
+FILE_MAX = 1 << 20  # far above any real settings file
 OUTPUTS = ("auto", "table", "json", "text")
-TTL_MAX_S = 30 * 86400
 # the bounds the keyring header accepts (kmsctl.keyring.keyring._checked_header):
 # a config value outside them would make a keyring that no kmsctl opens
 KDF_BOUNDS = {"iterations": (1, 64), "memory_kib": (8192, 16 << 20), "lanes": (1, 64)}
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}  # a duration's unit, in seconds
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -39,13 +42,14 @@ def duration_seconds(text: str) -> int:
     m = _DURATION.fullmatch(text.strip())
     if not m or int(m.group(1)) == 0:
         raise ValueError(f"expected a duration like 30m, 8h or 7d, got {text!r}")
-    seconds = int(m.group(1)) * _UNITS[m.group(2)]
-    if seconds > TTL_MAX_S:
+    seconds = int(m.group(1)) * UNITS[m.group(2)]
+    if seconds > SESSION_TTL_MAX_S:
         raise ValueError(f"a session lasts at most 30d, got {text!r}")
     return seconds
 
 
 def _output(value: Any) -> str:
+    value = value.lower() if isinstance(value, str) else value  # -o JSON is -o json
     if not isinstance(value, str) or value not in OUTPUTS:
         raise ValueError(f"expected one of {', '.join(OUTPUTS)}, got {value!r}")
     return value
@@ -128,6 +132,8 @@ def setting(name: str) -> Setting:
 def parse(name: str, value: Any) -> Any:
     """``value`` (text from the command line, or a TOML value) checked and typed for ``name``."""
     s = setting(name)
+    if isinstance(value, str) and not is_text(value):
+        raise ValidationException(f"{name}: the value is not UTF-8 text")
     try:
         return s.check(value)
     except ValueError as exc:
@@ -164,21 +170,44 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def read_config_file(file: str) -> bytes | None:
+    """The file's bytes, None if there is none. Only a regular file (a symlink
+    to one is fine) of at most FILE_MAX bytes: a FIFO would block and a device
+    like /dev/zero never end. O_NONBLOCK keeps opening a FIFO from waiting."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValidationException(f"{file}: the config file is not a regular file", hint="replace or remove it")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(FILE_MAX + 1)
+        except OSError as exc:
+            raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
+    if len(raw) > FILE_MAX:
+        raise ValidationException(f"{file}: the config file is larger than {FILE_MAX >> 20} MiB")
+    return raw
+
+
 def load(home: str) -> dict[str, Any]:
     """The file's settings as ``{"kdf.lanes": 4, ...}``, checked; {} if there is no file."""
     file = path(home)
-    try:
-        with open(file, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+    raw = read_config_file(file)
+    if raw is None:
         return {}
-    except OSError as exc:
-        raise ValidationException(f"{file}: cannot read the config file: {exc.strerror}") from None
     import tomllib
 
     try:
         text = raw.decode("utf-8")
         doc = tomllib.loads(text)
+    except RecursionError:
+        raise ValidationException(
+            f"{file}: arrays or tables nested too deeply", hint="fix or remove the file"
+        ) from None
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ValidationException(f"{file}, line {line}: not UTF-8 text") from None
@@ -208,19 +237,13 @@ def save(home: str, values: Mapping[str, Any]) -> str:
     for name in sorted(values, key=lambda n: ("." in n, n)):  # top-level keys before [tables]
         table, _, leaf = name.rpartition(".")
         (doc.setdefault(table, {}) if table else doc)[leaf] = values[name]
+    from kmsctl.outfile import atomic_file
+
     os.makedirs(home, mode=0o700, exist_ok=True)
     file = path(home)
-    tmp = f"{file}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"# kmsctl settings: see 'man kmsctl.toml' or 'kmsctl config list --origin'\n")
-            f.write(tomli_w.dumps(doc).encode())
-        os.replace(tmp, file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(file, replace=True) as f:
+        f.write(b"# kmsctl settings: see 'man kmsctl.toml' or 'kmsctl config list --origin'\n")
+        f.write(tomli_w.dumps(doc).encode())
     return file
 
 

@@ -2,7 +2,7 @@
 
 Every error kmsctl raises on purpose is a ``KMSError``; the CLI's single error
 boundary turns it into ``kmsctl: <Name>: <message>`` and the exit code below
-(``shared/docs/cli.md`` section 5). The server (later) uses ``http_status``.
+(the exit code table in README.md). The server (later) uses ``http_status``.
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ class IntegrityError(KMSError):
 class DryRunOperationException(KMSError):
     exit_code = 0
     http_status = 412
+
+    def __init__(self, message: str = "The request would have succeeded, but the DryRun flag is set.") -> None:
+        super().__init__(message)
 
 
 class KMSInternalException(KMSError):

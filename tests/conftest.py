@@ -57,6 +57,15 @@ def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kr, "DEFAULT_KDF", FAST_KDF)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_files() -> Iterator[None]:
+    """Files the tests write (passphrase files above all) are private, as a
+    user's should be: kmsctl warns about a passphrase file others can read."""
+    old = os.umask(0o077)
+    yield
+    os.umask(old)
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No kmsctl setting from the developer's shell leaks into a test."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
+import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from click.testing import CliRunner
+
+from kmsctl.cli import run
 
 
 def sql(home: Path, script: str, *args: Any) -> list[tuple[Any, ...]]:
@@ -26,3 +33,34 @@ def load_script(path: Path, name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@dataclass
+class Out:
+    code: int
+    stdout: bytes
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_cli(home: Path, *args: str, passfile: Path | None = None, env: dict[str, str | None] | None = None) -> Out:
+    """The real CLI entry point (error boundary included), in-process, on ``home``."""
+    full_env: dict[str, str | None] = {
+        "KMSCTL_HOME": str(home),
+        "KMSCTL_PASSPHRASE_FILE": str(passfile) if passfile else None,
+    }
+    full_env.update(env or {})
+    with CliRunner().isolation(env=full_env) as (out, err, _):
+        code = run(list(args))
+    gc.collect()  # close the run's connection, as the process exit would
+    return Out(code, out.getvalue(), err.getvalue().decode(errors="replace"))
+
+
+def checkpoint(home: Path) -> None:
+    """Fold the WAL into keyring.db; as the last connection, sqlite removes -wal/-shm."""
+    gc.collect()
+    conn = sqlite3.connect(home / "keyring.db")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()

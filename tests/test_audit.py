@@ -1,4 +1,4 @@
-"""The audit trail (issue 6, docs/AUDIT.md): a CloudTrail-shaped record of
+"""The audit trail (docs/AUDIT.md): a CloudTrail-shaped record of
 every operation, chained and authenticated; list, verify, export, prune.
 
 Through the service (``kms``, with its FakeClock), the CLI in-process
@@ -10,13 +10,12 @@ write the files would, and expects exit 8 naming the first bad record.
 from __future__ import annotations
 
 import base64
-import gc
 import json
 import math
 import os
 import random
 import re
-import sqlite3
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,16 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from conftest import PASSPHRASE, START, FakeClock
-from helpers import sql
+from helpers import Out, checkpoint, run_cli, sql
 
 from kmsctl import errors as E
-from kmsctl.cli import run
 from kmsctl.cli.app import App
 from kmsctl.cli.audit import parse_time
 from kmsctl.keyring import audit as audit_store
 from kmsctl.keyring.audit import AuditTrail, event_time_text
+from kmsctl.keyring.audit_codec import DICTIONARY_V1, pack, unpack
 from kmsctl.keyring.keyring import Keyring
 from kmsctl.service import LocalKMS
 
@@ -44,33 +42,6 @@ CONTEXT = {"app": "web"}
 
 
 # ----------------------------------------------------------------- helpers ---
-@dataclass
-class Out:
-    code: int
-    stdout: bytes
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-def run_at(home: Path, *args: str, passfile: Path | None = None, env: dict[str, str | None] | None = None) -> Out:
-    """The real CLI entry point (error boundary included), in-process, on ``home``."""
-    full_env: dict[str, str | None] = {"KMSCTL_HOME": str(home), "KMSCTL_PASSPHRASE_FILE": str(passfile)}
-    full_env.update(env or {})
-    with CliRunner().isolation(env=full_env) as (out, err, _):
-        code = run(list(args))
-    gc.collect()  # close the run's connection, as the process exit would
-    return Out(code, out.getvalue(), err.getvalue().decode(errors="replace"))
-
-
-def checkpoint(home: Path) -> None:
-    gc.collect()
-    conn = sqlite3.connect(home / "keyring.db")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-
 def names(events: list[dict[str, Any]]) -> list[str]:
     return [e["eventName"] for e in events]
 
@@ -90,7 +61,7 @@ def wrongfile(tmp_path: Path) -> Path:
     return p
 
 
-# ------------------------------------------- the scripted session (issue) ---
+# ---------------------------------------------------- a scripted session ---
 def test_scripted_session_through_the_real_binary(sub: Any, tmp_path: Path, wrongfile: Path) -> None:
     created = sub("-o", "text", "create")
     assert created.returncode == 0, created.stderr
@@ -231,14 +202,14 @@ def test_no_secret_in_the_home_or_any_export(
         }
     )
     # a wrong passphrase (pending, then chained), a session token, a new passphrase
-    assert run_at(keyring_home, "describe", key, passfile=wrongfile).code == 5
-    unlocked = run_at(keyring_home, "unlock", "--ttl", "1h", passfile=passfile)
+    assert run_cli(keyring_home, "describe", key, passfile=wrongfile).code == 5
+    unlocked = run_cli(keyring_home, "unlock", "--ttl", "1h", passfile=passfile)
     assert unlocked.code == 0, unlocked.stderr
     secrets["session token"] = unlocked.stdout.strip()
     new_pass = tmp_path / "new.txt"
     new_pass.write_text("a new passphrase, also secret\n")
     secrets["new passphrase"] = b"a new passphrase, also secret"
-    changed = run_at(keyring_home, "passwd", "--new-passphrase-file", str(new_pass), passfile=passfile)
+    changed = run_cli(keyring_home, "passwd", "--new-passphrase-file", str(new_pass), passfile=passfile)
     assert changed.code == 0, changed.stderr
     needles = _needles(secrets)
 
@@ -249,10 +220,10 @@ def test_no_secret_in_the_home_or_any_export(
     assert "keyring.db-wal" in before  # the trail's newest pages are still in the log
     exports = {}
     for fmt in ("jsonl", "cloudtrail"):
-        out = run_at(keyring_home, "audit", "export", "--format", fmt, passfile=new_pass)
+        out = run_cli(keyring_home, "audit", "export", "--format", fmt, passfile=new_pass)
         assert out.code == 0, out.stderr
         exports[f"export {fmt}"] = out.stdout
-    listed = run_at(keyring_home, "-o", "json", "audit", "list", "--limit", "1000", passfile=new_pass)
+    listed = run_cli(keyring_home, "-o", "json", "audit", "list", "--limit", "1000", passfile=new_pass)
     assert listed.code == 0
     exports["audit list"] = listed.stdout
     kms.keyring.close()
@@ -293,7 +264,7 @@ class Trail:
         return home
 
     def run(self, home: Path, *args: str) -> Out:
-        return run_at(home, *args, passfile=self.passfile)
+        return run_cli(home, *args, passfile=self.passfile)
 
 
 @pytest.fixture
@@ -318,8 +289,8 @@ def trail(kms: LocalKMS, clock: FakeClock, keyring_home: Path, passfile: Path, t
 
 def _edit_bytes(home: Path) -> None:
     ((record,),) = sql(home, "SELECT record FROM audit WHERE seq = 5")
-    edited = bytes(record).replace(b'"eventVersion":"1.08"', b'"eventVersion":"1.09"')
-    assert edited != bytes(record)
+    edited = pack(unpack(bytes(record)).replace(b'"eventVersion":"1.08"', b'"eventVersion":"1.09"'))
+    assert unpack(edited) != unpack(bytes(record))
     sql(home, "UPDATE audit SET record = ? WHERE seq = 5", edited)
 
 
@@ -333,7 +304,7 @@ def _swap(home: Path) -> None:
 
 def _forge(home: Path) -> None:
     ((record, mac),) = sql(home, "SELECT record, mac FROM audit WHERE seq = ?", N)
-    forged = bytes(record).replace(b'"eventName":"DescribeKey"', b'"eventName":"DeleteAlias"')
+    forged = pack(unpack(bytes(record)).replace(b'"eventName":"DescribeKey"', b'"eventName":"DeleteAlias"'))
     sql(
         home,
         "INSERT INTO audit(seq, event_time, event_name, key_id, error_code, record, prev, mac) "
@@ -438,15 +409,15 @@ def test_an_old_head_with_the_records_after_it_deleted_is_a_rollback(
     kms.disable_key(KeyId=key)
     sql(keyring_home, "DELETE FROM audit WHERE seq > 1")
     sql(keyring_home, "UPDATE meta SET value = ? WHERE name = 'audit_head'", old_head)
-    out = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
+    out = run_cli(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
     assert out.code == 8 and "rolled back" in out.stderr, out.stderr
     (keyring_home / "keyring.epoch").unlink()
-    out = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
+    out = run_cli(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
     assert (out.code, out.json()["RecordsVerified"]) == (0, 1)
     sql(keyring_home, "DELETE FROM audit")
     sql(keyring_home, "DELETE FROM meta WHERE name IN ('audit_head', 'audit_anchor')")
     (keyring_home / "keyring.epoch").unlink()
-    out = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
+    out = run_cli(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
     assert out.code == 8 and "head is missing" in out.stderr, out.stderr
 
 
@@ -587,7 +558,7 @@ def test_prune_drops_what_is_older_and_keeps_the_rest_verifiable(
     assert sql(keyring_home, "SELECT count(*) FROM audit WHERE event_time < ?", START + 2 * DAY) == [(0,)]
     assert kms.audit_verify()["RecordsVerified"] == len(kept_names) + 1
     # a new process reads the anchor the prune wrote
-    again = run_at(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
+    again = run_cli(keyring_home, "-o", "json", "audit", "verify", passfile=passfile)
     assert again.code == 0 and again.json()["RecordsVerified"] == len(kept_names) + 1
     # nothing older is left: pruning again drops nothing but still records itself
     assert kms.audit_prune(Before=before) == {"RecordsDropped": 0}
@@ -596,7 +567,7 @@ def test_prune_drops_what_is_older_and_keeps_the_rest_verifiable(
     first_left = seqs(keyring_home)[0]
     assert first_left > 1
     sql(keyring_home, "DELETE FROM meta WHERE name = 'audit_anchor'")
-    bad = run_at(keyring_home, "audit", "verify", passfile=passfile)
+    bad = run_cli(keyring_home, "audit", "verify", passfile=passfile)
     assert bad.code == 8 and f"record 1 is missing (the next one is {first_left})" in bad.stderr, bad.stderr
 
 
@@ -848,9 +819,13 @@ def test_stored_records_are_canonical_and_chained_as_docs_say(kms: LocalKMS, key
     rows = sql(keyring_home, "SELECT seq, event_time, event_name, key_id, error_code, record, prev, mac FROM audit")
     prev = bytes(32)
     for seq, when, name, key_id, error_code, record, stored_prev, mac in rows:
-        record = bytes(record)
-        event = json.loads(record)
-        assert record == json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        record = bytes(record)  # 0x01 || raw DEFLATE of the canonical JSON, against the preset dictionary
+        assert record[0] == 1
+        inflate = zlib.decompressobj(-15, DICTIONARY_V1)
+        canonical = inflate.decompress(record[1:]) + inflate.flush()
+        assert inflate.eof and not inflate.unused_data
+        event = json.loads(canonical)
+        assert canonical == json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         assert bytes(stored_prev) == prev
         expected = hmac.new(k, b"kmsctl audit v1\x00" + str(seq).encode() + b"\x00" + prev + record, hashlib.sha256)
         assert bytes(mac) == expected.digest()

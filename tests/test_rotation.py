@@ -1,4 +1,4 @@
-"""Key rotation and the lifecycle over time (issue 4): material versions,
+"""Key rotation and the lifecycle over time: material versions,
 on-demand and automatic rotation, completed deletions, maintain."""
 
 from __future__ import annotations

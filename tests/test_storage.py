@@ -26,16 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from conftest import FAST_KDF, PASSPHRASE
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
-from helpers import sql
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+from helpers import Out, checkpoint, run_cli, sql
 
-from kmsctl.cli import run
 from kmsctl.crypto import blob
 from kmsctl.errors import AccessDeniedException, IntegrityError
 from kmsctl.keyring import keyring as kr
@@ -50,32 +48,6 @@ CONTEXT = {"app": "web"}
 
 
 # ----------------------------------------------------------------- helpers ---
-@dataclass
-class Out:
-    code: int
-    stdout: bytes
-    stderr: str
-
-
-def run_cli(home: Path, *args: str, passfile: Path | None = None, env: dict[str, str | None] | None = None) -> Out:
-    """The real CLI entry point (error boundary included), in-process, on ``home``."""
-    full_env: dict[str, str | None] = {
-        "KMSCTL_HOME": str(home),
-        "KMSCTL_PASSPHRASE_FILE": str(passfile) if passfile else None,
-    }
-    full_env.update(env or {})
-    with CliRunner().isolation(env=full_env) as (out, err, _):
-        code = run(list(args))
-    return Out(code, out.getvalue(), err.getvalue().decode(errors="replace"))
-
-
-def checkpoint(home: Path) -> None:
-    """Fold the WAL into keyring.db; as the last connection, sqlite removes -wal/-shm."""
-    conn = sqlite3.connect(home / "keyring.db")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-
-
 def home_files(home: Path) -> list[Path]:
     return sorted(p for p in home.rglob("*") if p.is_file())
 
@@ -894,9 +866,10 @@ def test_keyring_follows_format_md(spec_keyring: dict[str, Any]) -> None:
 
     # section 3: the ciphertext, opened by hand with that material
     ct: bytes = spec_keyring["ct"]
-    assert ct[0] == 0xA9 and ct[1] == 1 and ct[18:50].hex() == material_id
+    assert ct[0] == 0xA9 and ct[1] == 2 and ct[18:50].hex() == material_id
     assert str(uuid.UUID(bytes=ct[2:18])) == key
-    plaintext = AESGCM(secret).decrypt(ct[50:62], ct[62:], ct[:50] + blob.canonical_context(CONTEXT))
+    blob_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=ct[50:82], info=b"kmsctl blob v2").derive(secret)
+    plaintext = AESGCM(blob_key).decrypt(ct[82:94], ct[94:], ct[:82] + blob.canonical_context(CONTEXT))
     assert plaintext == PLAINTEXT
 
     # section 4: the session row, opened with the token

@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 import click
 
 from kmsctl.cli.app import App
+from kmsctl.cli.root import AWS_COMMANDS, late_globals, no_such_command, overview, suggest_subcommands
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 # name -> "module:attribute", in the order --help lists them
 COMMANDS: dict[str, str] = {
@@ -49,9 +54,12 @@ COMMANDS: dict[str, str] = {
     "data-key-pair": "kmsctl.cli.sign:data_key_pair",
     "public-key": "kmsctl.cli.sign:public_key",
     "derive-shared-secret": "kmsctl.cli.sign:derive_shared_secret",
+    "encapsulate": "kmsctl.cli.kem:encapsulate",
+    "decapsulate": "kmsctl.cli.kem:decapsulate",
     "seal": "kmsctl.cli.seal:seal",
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",
+    "exec": "kmsctl.cli.exec_cmd:exec_",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",
@@ -72,19 +80,26 @@ def _late_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 
 
 def _accept_output_options(command: click.Command) -> None:
-    """Let -o and -q follow the command too (``kmsctl describe KEY -o json``),
-    as aws and gh users type them."""
+    """Let the global options follow the command too (``kmsctl describe KEY
+    -o json``, ``kmsctl list --home DIR``), as aws and gh users type them."""
     if getattr(command, "_late_options", False):
         return
     command._late_options = True  # type: ignore[attr-defined]
     if isinstance(command, click.Group):
+        suggest_subcommands(command)
         for sub in command.commands.values():
             _accept_output_options(sub)
         return
+    taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    for option in late_globals():
+        if not taken.intersection(option.opts):  # a command's own --passphrase-file (init, passwd) wins
+            option.hidden = True
+            option.help = "As the global option of that name."
+            command.params.append(option)
     command.params.append(
         click.Option(
             ["-o", "--output"],
-            type=click.Choice(OUTPUT_CHOICES),
+            type=click.Choice(OUTPUT_CHOICES, case_sensitive=False),
             expose_value=False,
             callback=_late_output,
             help="Result format, as the global -o.",
@@ -127,6 +142,32 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """An `aws kms` command name stands for its kmsctl words; a mistyped
+        name fails with the closest command or alias name."""
+        if args and args[0] in AWS_COMMANDS:
+            args = [*AWS_COMMANDS[args[0]].split(), *args[1:]]
+        if args and not ctx.resilient_parsing and not args[0].startswith("-") and args[0] not in COMMANDS:
+            no_such_command(ctx, args[0], [*COMMANDS, *AWS_COMMANDS])
+        return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Commands, and the hidden `aws kms` names once no kmsctl command
+        matches what is typed (``describe-<TAB>``, ``gen<TAB>``), so that
+        ``desc<TAB>`` still completes to ``describe`` at once."""
+        items = super().shell_complete(ctx, incomplete)
+        if incomplete and not incomplete.startswith("-") and not any(n.startswith(incomplete) for n in COMMANDS):
+            from click.shell_completion import CompletionItem
+
+            items += [
+                CompletionItem(name, help=f"= kmsctl {words}")
+                for name, words in AWS_COMMANDS.items()
+                if name.startswith(incomplete)
+            ]
+        return items
+
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
         if target is None:
@@ -159,7 +200,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit(0)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.option(
     "--home", envvar="KMSCTL_HOME", type=click.Path(file_okay=False), help="Keyring folder [env KMSCTL_HOME]."
 )
@@ -167,7 +212,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "-o",
     "--output",
     envvar="KMSCTL_OUTPUT",
-    type=click.Choice(OUTPUT_CHOICES),
+    type=click.Choice(OUTPUT_CHOICES, case_sensitive=False),
     default="auto",
     show_default=True,
     help="Result format: auto is a table on a terminal, text otherwise [env KMSCTL_OUTPUT; config output].",
@@ -189,6 +234,11 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "--debug", is_flag=True, envvar="KMSCTL_DEBUG", help="Tracebacks for unexpected errors [env KMSCTL_DEBUG]."
 )
 @click.option(
+    "--no-input",
+    is_flag=True,
+    help="Never prompt: what would prompt fails at once, exit 5 [env KMSCTL_NO_INPUT; implied by CI=true].",
+)
+@click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
 @click.pass_context
@@ -201,6 +251,7 @@ def cli(
     passphrase_file: str | None,
     read_only: bool,
     debug: bool,
+    no_input: bool,
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
 
@@ -218,6 +269,10 @@ def cli(
     Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
     4 key state forbids it, 5 locked or wrong passphrase, 6 ciphertext rejected,
     7 conflict or limit, 8 integrity check failed, 70 internal error, 130 interrupted.
+
+    The global options may also follow the command (kmsctl list -o json
+    --home DIR). The aws kms command names work too (describe-key, list-keys,
+    schedule-key-deletion, ...), with kmsctl's options.
     """
     # a flag decides here; the environment, config.toml or the default when
     # first read (App.setting), so that --help never opens config.toml
@@ -231,11 +286,17 @@ def cli(
         passphrase_file=passphrase_file,
         debug=debug,
         read_only=read_only,
+        no_input=no_input,
     )
+    if ctx.invoked_subcommand is None:  # bare kmsctl
+        click.echo(overview(), nl=False)
 
 
 def _fail(code: str, message: str, exit_code: int) -> int:
-    message = " ".join(str(message).split())  # one line, whatever the message held
+    from kmsctl.text import escape
+
+    # one line, whatever the message held, and no control character from user input
+    message = escape(" ".join(str(message).split()), backslash=False)
     try:
         sys.stderr.write(f"kmsctl: {code}: {message}\n")
         sys.stderr.flush()
@@ -253,10 +314,13 @@ def run(args: list[str] | None = None) -> int:
     from kmsctl.errors import KMSError
 
     debug = bool(os.environ.get("KMSCTL_DEBUG")) or "--debug" in (args if args is not None else sys.argv[1:])
+    argv = list(sys.argv[1:] if args is None else args)
+    if any("\x00" in a for a in argv):  # no real argv can hold one; a caller's list can
+        return _fail("UsageError", "an argument holds a NUL character", 2)
     try:
         # make_context + invoke rather than cli.main: main() turns EPIPE into
         # exit 1, and 1 means only "does not verify" here
-        with cli.make_context("kmsctl", list(sys.argv[1:] if args is None else args)) as ctx:
+        with cli.make_context("kmsctl", argv) as ctx:
             cli.invoke(ctx)
         sys.stdout.flush()
         return 0
@@ -267,6 +331,7 @@ def run(args: list[str] | None = None) -> int:
         return _fail(exc.code, message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         sys.stderr.write(exc.ctx.get_help() + "\n" if exc.ctx else "")
+        sys.stderr.flush()
         return 2
     except click.UsageError as exc:
         where = exc.ctx.command_path if exc.ctx else "kmsctl"

@@ -8,9 +8,11 @@ import click
 
 from kmsctl.cli.app import App
 from kmsctl.cli.io import key_id_for_management, parse_pairs
+from kmsctl.cli.paging import Paging, fetch, finish, paging_options
 from kmsctl.render import emit
 
 ALIAS_COLUMNS = ["AliasName", "TargetKeyId", "AliasArn", "CreationDate", "LastUpdatedDate"]
+ALIAS_PAGE = 100  # ListAliases' largest Limit
 
 
 @click.group()
@@ -52,29 +54,23 @@ def alias_delete(app: App, name: str) -> None:
 
 @alias.command("list")
 @click.option("--key", "key", metavar="KEY", help="Only the aliases of this key.")
-@click.option("--limit", type=int, help="At most N aliases (1-100, default 50).")
-@click.option("--marker", metavar="M", help="Continue from the NextMarker of an earlier page.")
+@paging_options("aliases", ALIAS_PAGE)
 @click.pass_obj
-def alias_list(app: App, key: str | None, limit: int | None, marker: str | None) -> None:
-    """List aliases (ListAliases).
+def alias_list(app: App, key: str | None, paging: Paging) -> None:
+    """List aliases, all of them unless --max-items caps them (ListAliases).
 
     Text columns: AliasName TargetKeyId AliasArn CreationDate LastUpdatedDate.
     """
     args: dict[str, Any] = {}
     if key:
         args["KeyId"] = key_id_for_management(app, key)
-    if limit is not None:
-        args["Limit"] = limit
-    if marker:
-        args["Marker"] = marker
-    out = app.kms().list_aliases(**args)
-    if out.get("NextMarker") and app.mode() != "json":
-        app.info(f"kmsctl: more aliases follow: --marker {out['NextMarker']}")
+    aliases, token = fetch(app.kms().list_aliases, "Aliases", paging, ALIAS_PAGE, **args)
+    out = finish(app, {"Aliases": aliases}, token, "aliases", paging)
     emit(
         app,
         out,
         columns=ALIAS_COLUMNS,
-        rows=[[a.get(c) for c in ALIAS_COLUMNS] for a in out["Aliases"]],
+        rows=[[a.get(c) for c in ALIAS_COLUMNS] for a in aliases],
         table_columns=["AliasName", "TargetKeyId", "LastUpdatedDate"],
     )
 

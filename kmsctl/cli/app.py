@@ -16,6 +16,23 @@ if TYPE_CHECKING:
     from kmsctl.service import LocalKMS
 
 
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def no_input_reason(flag: bool, env: Mapping[str, str]) -> str | None:
+    """Why prompting is off, or None: --no-input; else KMSCTL_NO_INPUT when
+    set (0, false, no, off or empty turn it back on); else CI set to anything
+    but those values (GitHub, GitLab, Buildkite, CircleCI set CI=true)."""
+    if flag:
+        return "--no-input"
+    if "KMSCTL_NO_INPUT" in env:
+        return None if env["KMSCTL_NO_INPUT"].strip().lower() in _FALSE else "KMSCTL_NO_INPUT"
+    ci = env.get("CI")
+    if ci is not None and ci.strip().lower() not in _FALSE:
+        return f"CI={ci}"
+    return None
+
+
 def default_home(env: Mapping[str, str]) -> str:
     import platformdirs
 
@@ -36,6 +53,7 @@ class App:
         prompt: Callable[[str], str] | None = None,
         flags: Mapping[str, Any] | None = None,
         read_only: bool = False,
+        no_input: bool = False,
     ) -> None:
         self.home = home
         self.read_only = read_only
@@ -51,6 +69,7 @@ class App:
         self.env: Mapping[str, str] = os.environ if env is None else env
         self.clock = clock
         self.prompt = prompt
+        self.no_input_flag = no_input
         self._keyring: Keyring | None = None
         self._kms: LocalKMS | None = None
 
@@ -88,6 +107,11 @@ class App:
 
         return config.resolve(name, flags=self.flags, env=self.env, config=self.config)
 
+    @property
+    def no_input(self) -> str | None:
+        """Why kmsctl must not prompt (--no-input, KMSCTL_NO_INPUT, CI), or None."""
+        return no_input_reason(self.no_input_flag, self.env)
+
     # ----- streams -----
     @property
     def stdout(self) -> BinaryIO:
@@ -111,8 +135,11 @@ class App:
             self.warn(message)
 
     def warn(self, message: str) -> None:
-        """A warning on stderr, which -q does not silence."""
-        sys.stderr.write(message + "\n")
+        """A warning on stderr, which -q does not silence; control characters
+        (from a KEY or file name given) are escaped."""
+        from kmsctl.text import escape
+
+        sys.stderr.write(escape(message, backslash=False) + "\n")
         sys.stderr.flush()
 
     def write(self, data: bytes) -> None:
@@ -120,13 +147,23 @@ class App:
         self.stdout.flush()
 
     def write_text(self, text: str) -> None:
-        self.write(text.encode())
+        try:  # a path that was not UTF-8 (--home) goes out as the bytes it was
+            data = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            data = text.encode("utf-8", "backslashreplace")
+        self.write(data)
 
     # ----- keyring and client -----
     def sources(self) -> UnlockSources:
         from kmsctl.keyring.unlock import UnlockSources, terminal_prompt
 
-        return UnlockSources(env=self.env, passphrase_file=self.passphrase_file, prompt=self.prompt or terminal_prompt)
+        return UnlockSources(
+            env=self.env,
+            passphrase_file=self.passphrase_file,
+            prompt=self.prompt or terminal_prompt,
+            no_input=self.no_input,
+            warn=self.warn,
+        )
 
     def keyring(self) -> Keyring:
         if self._keyring is None:
@@ -138,7 +175,7 @@ class App:
         return self._keyring
 
     def kms(self) -> LocalKMS:
-        """The KMS client; it unlocks the keyring (cli.md section 6) when an
+        """The KMS client; it unlocks the keyring (a session, else a passphrase) when an
         operation first needs it."""
         if self._kms is None:
             from kmsctl.keyring.unlock import unlock as do_unlock
@@ -147,7 +184,10 @@ class App:
             keyring = self.keyring()
             # unlocked by the first operation that needs it, so that a wrong
             # passphrase is recorded in the audit trail under that operation
-            self._kms = LocalKMS(
-                keyring, clock=self.clock, unlocker=lambda: do_unlock(keyring, self.sources(), self.clock())
+            kms = LocalKMS(
+                keyring,
+                clock=self.clock,
+                unlocker=lambda: do_unlock(keyring, self.sources(), self.clock(), kms.record_failed_try),
             )
-        return self._kms
+            self._kms = kms
+        return kms

@@ -9,11 +9,12 @@ from typing import Any
 import click
 
 from kmsctl.cli.app import App
+from kmsctl.cli.paging import Paging, fetch, finish, paging_options
 from kmsctl.render import emit
 
 LIST_COLUMNS = ["eventTime", "eventName", "KeyId", "errorCode", "userName", "eventID"]
 _RELATIVE = re.compile(r"(\d+)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+AUDIT_PAGE, AUDIT_PAGE_MAX = 1000, 100_000  # events per call by default, and at most
 
 
 def parse_time(app: App, text: str, option: str) -> datetime:
@@ -21,7 +22,9 @@ def parse_time(app: App, text: str, option: str) -> datetime:
     otherwise) or an age before now (30s, 30m, 12h, 7d)."""
     m = _RELATIVE.fullmatch(text.strip())
     if m:
-        return datetime.fromtimestamp(app.clock() - int(m.group(1)) * _UNITS[m.group(2)], UTC)
+        from kmsctl.config import UNITS
+
+        return datetime.fromtimestamp(app.clock() - int(m.group(1)) * UNITS[m.group(2)], UTC)
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -56,16 +59,17 @@ def audit() -> None:
 @click.option("--since", metavar="T", help="From this time: ISO 8601, or an age like 7d.")
 @click.option("--until", metavar="T", help="Up to this time: ISO 8601, or an age like 1h.")
 @click.option("--errors", is_flag=True, help="Only failed operations.")
-@click.option("--limit", type=int, default=100, show_default=True, help="At most N events, newest first.")
+@paging_options("events", AUDIT_PAGE_MAX)
 @click.pass_obj
 def audit_list(
-    app: App, key: str | None, event: str | None, since: str | None, until: str | None, errors: bool, limit: int
+    app: App, key: str | None, event: str | None, since: str | None, until: str | None, errors: bool, paging: Paging
 ) -> None:
-    """Recent events, newest first (-o json: {"Events": [...]}).
+    """Events, newest first: all of them unless --max-items caps them
+    (-o json: {"Events": [...], "Truncated": ..., "NextToken": ...}).
 
     Text columns: eventTime eventName KeyId errorCode userName eventID.
     """
-    args: dict[str, Any] = {"Limit": limit, "ErrorsOnly": errors}
+    args: dict[str, Any] = {"ErrorsOnly": errors}
     if key:
         args["KeyId"] = key
     if event:
@@ -74,12 +78,13 @@ def audit_list(
         args["StartTime"] = parse_time(app, since, "--since")
     if until:
         args["EndTime"] = parse_time(app, until, "--until")
-    out = app.kms().audit_events(**args)
+    events, token = fetch(app.kms().audit_events, "Events", paging, AUDIT_PAGE, **args)
+    out = finish(app, {"Events": events}, token, "events", paging)
     emit(
         app,
         out,
         columns=LIST_COLUMNS,
-        rows=[_row(e) for e in out["Events"]],
+        rows=[_row(e) for e in events],
         table_columns=["eventTime", "eventName", "KeyId", "errorCode", "userName"],
     )
 
@@ -121,7 +126,13 @@ def audit_export(app: App, fmt: str) -> None:
     import json
 
     records = app.kms().audit_export()
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    from kmsctl.text import json_safe
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+    def dumps(record: Any) -> str:
+        return json_safe(encode(record))
+
     if fmt == "jsonl":
         for record in records:
             app.stdout.write((dumps(record) + "\n").encode())
@@ -137,7 +148,8 @@ def audit_export(app: App, fmt: str) -> None:
 @click.option("--before", required=True, metavar="T", help="Drop records older than this: ISO 8601 or an age like 90d.")
 @click.pass_obj
 def audit_prune(app: App, before: str) -> None:
-    """Drop old records; what remains still verifies. Text output: how many were dropped."""
+    """Drop old records and give their space back to the file system; what
+    remains still verifies. Text output: how many were dropped."""
     out = app.kms().audit_prune(Before=parse_time(app, before, "--before"))
     app.info(f"kmsctl: pruned {out['RecordsDropped']} audit record(s)")
     emit(app, out, columns=["RecordsDropped"], rows=[[out["RecordsDropped"]]])

@@ -6,7 +6,7 @@ and ``run()`` hands such a process to ``serve`` before anything else. Values:
 commands and options (click), key specs, usages, states and algorithms (their
 AWS names, typed in any case), config keys, and key IDs and alias names
 wherever KEY is taken. Key names come from the keyring only while a session is
-active (a valid ``KMSCTL_SESSION``), read directly from the keyring: no
+active (a valid ``KMSCTL_SESSION``), read by kmsctl.keyring.names: no
 passphrase prompt, no audit record, no output but candidates, and any error
 (no keyring, an expired session, a busy database) completes nothing.
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -90,6 +90,7 @@ def key_names(ctx: click.Context, incomplete: str, *, keys: bool = True) -> list
 
     try:
         from kmsctl.keyring.keyring import Keyring  # imported here, not in the thread that may be abandoned
+        from kmsctl.keyring.names import key_names as read_names
 
         home = _home(ctx)
     except Exception:
@@ -101,7 +102,8 @@ def key_names(ctx: click.Context, incomplete: str, *, keys: bool = True) -> list
             keyring = Keyring(home)
             try:
                 keyring.unlock_with_session(token, time.time())  # raises unless the session is valid
-                found.append(_names(keyring, incomplete, keys))
+                names = read_names(keyring, incomplete, keys=keys, limit=MAX_CANDIDATES)
+                found.append([_item(name, help=about) for name, about in names])
             finally:
                 keyring.close()
         except Exception:  # noqa: S110 - no keyring, an ended session, a damaged file: complete nothing
@@ -111,26 +113,6 @@ def key_names(ctx: click.Context, incomplete: str, *, keys: bool = True) -> list
     worker.start()
     worker.join(DEADLINE_S)
     return found[0] if found else []
-
-
-def _names(keyring: Any, incomplete: str, keys: bool) -> list[CompletionItem]:
-    db, n = keyring.db, len(incomplete)
-    out = [
-        _item(name, help=f"-> {key_id}")
-        for name, key_id in db.query(
-            "SELECT name, key_id FROM aliases WHERE substr(name, 1, ?) = ? ORDER BY name LIMIT ?",
-            (n, incomplete, MAX_CANDIDATES),
-        )
-    ]
-    if keys and not incomplete.startswith("alias/"):
-        out += [
-            _item(key_id, help=f"{spec} {state}")
-            for key_id, spec, state in db.query(
-                "SELECT key_id, key_spec, key_state FROM keys WHERE substr(key_id, 1, ?) = ? ORDER BY seq LIMIT ?",
-                (n, incomplete, MAX_CANDIDATES),
-            )
-        ]
-    return out
 
 
 def complete_keys(ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[CompletionItem]:

@@ -12,17 +12,16 @@ from typing import Any, TypeVar
 import click
 
 from kmsctl import model
+from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
-from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.lines import many
+from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.render import emit
 
 F = TypeVar("F", bound=Callable[..., Any])
 BLOB_READ_MAX = 16384  # a 6144-byte blob as base64 text, with room for line breaks
 
-input_argument = click.argument(
-    "input_path", metavar="[INPUT]", default="-", type=click.Path(dir_okay=False, allow_dash=True)
-)
 key_option = click.option(
     "-k", "--key", "key", required=True, metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN."
 )
@@ -43,7 +42,17 @@ def _blob_marker() -> int:
     return MARKER
 
 
-def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+def _ciphertext(input_path: str) -> bytes:
+    """A ciphertext from INPUT, raw or base64: text that is neither is not
+    ciphertext (InvalidCiphertextException, as AWS answers for any bad blob)."""
+    from kmsctl.errors import InvalidCiphertextException
+
+    data = read_input(input_path, BLOB_READ_MAX, "ciphertext")
+    return decode_blob(data, _blob_marker(), what="ciphertext", error=InvalidCiphertextException)
+
+
+def respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
+    """A binary result: AWS's response with -o json, else ``field`` raw or as base64."""
     if app.output == "json":
         emit(app, out, columns=[], rows=[])
     else:
@@ -51,11 +60,11 @@ def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
 
 
 def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None:
-    """An omitted --algorithm is the key's first (cli.md section 3). AWS itself
+    """An omitted --algorithm is the key's first, as describe lists them. AWS itself
     requires one for RSA keys, so for them the CLI fills it in."""
     if algorithm or not key:
         return algorithm
-    algorithms = app.kms().describe_key(KeyId=key)["KeyMetadata"].get("EncryptionAlgorithms") or []
+    algorithms = app.kms().key_metadata(key).get("EncryptionAlgorithms") or []
     return str(algorithms[0]) if algorithms and algorithms[0] != "SYMMETRIC_DEFAULT" else None
 
 
@@ -63,6 +72,7 @@ def _ctx(pairs: tuple[str, ...], option: str = "--context") -> dict[str, str] | 
     return parse_pairs(pairs, option) if pairs else None
 
 
+@many(lines=True, out_dir=True)
 @click.command()
 @key_option
 @context_option
@@ -83,9 +93,12 @@ def encrypt(app: App, key: str, context: tuple[str, ...], algorithm: str | None,
     algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["EncryptionAlgorithm"] = algorithm
-    _respond(app, app.kms().encrypt(**args), "CiphertextBlob", b64)
+    with hints.encrypt_too_long(args["Plaintext"]):
+        out = app.kms().encrypt(**args)
+    respond(app, out, "CiphertextBlob", b64)
 
 
+@many(lines=True, out_dir=True)
 @click.command()
 @click.option(
     "-k", "--key", "key", metavar="KEY", help="Fail unless the ciphertext is under this key; needed for RSA keys."
@@ -106,16 +119,17 @@ def decrypt(
     Ciphertext from an RSA key is raw RSA-OAEP output: give -k (and --algorithm
     if it is not the key's first, RSAES_OAEP_SHA_1).
     """
-    data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
+    data = _ciphertext(input_path)
     args: dict[str, Any] = {"CiphertextBlob": data}
     if key:
         args["KeyId"] = key
     if context:
         args["EncryptionContext"] = _ctx(context)
-    algorithm = _rsa_default(app, key, algorithm)
-    if algorithm:
-        args["EncryptionAlgorithm"] = algorithm
-    out = app.kms().decrypt(**args)
+    with hints.decrypt_sealed(data):
+        algorithm = _rsa_default(app, key, algorithm)
+        if algorithm:
+            args["EncryptionAlgorithm"] = algorithm
+        out = app.kms().decrypt(**args)
     if app.output == "json":
         emit(app, out, columns=[], rows=[])
     elif b64:
@@ -124,6 +138,7 @@ def decrypt(
         app.write(out["Plaintext"])
 
 
+@many(lines=True)
 @click.command("re-encrypt")
 @click.option("-k", "--key", "key", required=True, metavar="DEST_KEY", help="The key to encrypt under now.")
 @click.option("--source-key", metavar="KEY", help="Fail unless the ciphertext is under this key.")
@@ -147,7 +162,7 @@ def re_encrypt(
 ) -> None:
     """Decrypt INPUT and encrypt it again under DEST_KEY, without the plaintext
     ever leaving kmsctl (ReEncrypt). -c sets the new encryption context."""
-    data = decode_blob(read_input(input_path, BLOB_READ_MAX, "ciphertext"), _blob_marker())
+    data = _ciphertext(input_path)
     args: dict[str, Any] = {"CiphertextBlob": data, "DestinationKeyId": key}
     if source_key:
         args["SourceKeyId"] = source_key
@@ -161,7 +176,7 @@ def re_encrypt(
     algorithm = _rsa_default(app, key, algorithm)
     if algorithm:
         args["DestinationEncryptionAlgorithm"] = algorithm
-    _respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
+    respond(app, app.kms().re_encrypt(**args), "CiphertextBlob", b64)
 
 
 @click.command("data-key")
@@ -194,14 +209,20 @@ def data_key(
     emit(app, out, columns=columns, rows=[[out[c] for c in columns]], vertical=True)
 
 
+@many(lines=True)
 @click.command()
-@click.option("--bytes", "nbytes", type=int, default=32, show_default=True, metavar="N", help="How many bytes, 1-1024.")
+@click.argument("count", metavar="[N]", type=int, required=False)
+@click.option("--bytes", "nbytes", type=int, metavar="N", help="How many bytes, 1-1024 [default: 32].")
 @base64_option
 @click.pass_obj
-def random(app: App, nbytes: int, b64: bool) -> None:
-    """Random bytes from the operating system's generator (GenerateRandom).
+def random(app: App, count: int | None, nbytes: int | None, b64: bool) -> None:
+    """N random bytes (1-1024, default 32) from the operating system's generator (GenerateRandom).
 
     \b
-    kmsctl random --bytes 32 --base64
+    kmsctl random 32 --base64
+    kmsctl random --bytes 32 > key.bin
     """
-    _respond(app, app.kms().generate_random(NumberOfBytes=nbytes), "Plaintext", b64)
+    if count is not None and nbytes is not None and count != nbytes:
+        raise click.UsageError("give N or --bytes N, not both")
+    n = count if count is not None else nbytes if nbytes is not None else 32
+    respond(app, app.kms().generate_random(NumberOfBytes=n), "Plaintext", b64)

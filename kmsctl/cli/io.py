@@ -1,5 +1,5 @@
-"""Data in and out (cli.md section 4): INPUT files and stdin, raw or base64
-blobs, binary results, K=V pairs, durations, and resolving KEY for the
+"""Data in and out: INPUT files and stdin, raw or base64
+blobs, binary results, K=V pairs, and resolving KEY for the
 operations that AWS lets take only a key ID or ARN."""
 
 from __future__ import annotations
@@ -10,19 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kmsctl.errors import ValidationException
+from kmsctl.errors import KMSError, ValidationException
 
 if TYPE_CHECKING:
     from kmsctl.cli.app import App
 
 _B64_CHARS = re.compile(rb"^[A-Za-z0-9+/=_\-\s]*$")
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 
 
 def read_input(path: str, limit: int, what: str = "input") -> bytes:
     """Read INPUT (a path, or - for stdin), at most ``limit`` bytes: one more
     byte than that is read so that an oversized input is refused, not cut."""
+    if path == "-":
+        refuse_terminal_stdin(what)
     try:
         if path == "-":
             data: bytes = sys.stdin.buffer.read(limit + 1)
@@ -34,24 +35,66 @@ def read_input(path: str, limit: int, what: str = "input") -> bytes:
     return data
 
 
-def decode_blob(data: bytes, marker: int | None = None) -> bytes:
+def refuse_terminal_stdin(what: str) -> None:
+    """With prompting off (--no-input, CI), reading INPUT from a terminal
+    would wait for typing that never comes (docker run -t, a CI PTY): fail at once."""
+    if not stdin_is_tty():
+        return
+    from kmsctl.cli.app import App
+
+    ctx = click.get_current_context(silent=True)
+    app = ctx.find_object(App) if ctx is not None else None
+    if app is not None and app.no_input:
+        raise click.UsageError(
+            f"the {what} would be read from the terminal, and prompting is off ({app.no_input}): "
+            "give INPUT as a file, or pipe it in"
+        )
+
+
+def decode_blob(
+    data: bytes, marker: int | None = None, *, what: str = "input", error: type[KMSError] = ValidationException
+) -> bytes:
     """Raw or base64, told apart without guessing: a raw kmsctl blob starts with
     a byte that no base64 text can (``marker``); anything made only of base64
-    characters is decoded as base64."""
+    characters and whitespace must be strict base64 (``strict_base64``), else
+    ``error``; anything else is passed on raw."""
     if marker is not None and data[:1] == bytes([marker]):
         return data
     if data and _B64_CHARS.fullmatch(data):
-        import base64
-        import binascii
-
-        text = b"".join(data.split())
-        try:
-            if b"-" in text or b"_" in text:
-                return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
-            return base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raise ValidationException(f"input looks like base64 but does not decode ({len(data)} bytes)") from None
+        decoded, problem = strict_base64(b"".join(data.split()))
+        if problem:
+            raise error(f"the {what} is made of base64 characters but is not base64: {problem}")
+        return decoded
     return data
+
+
+def strict_base64(text: bytes) -> tuple[bytes, str | None]:
+    """Decode base64 with one spelling per value: one alphabet (standard or
+    URL-safe, never both), padding optional but only at the end and only to
+    complete the last group, and no stray bits in the last character (RFC 4648
+    section 3.5). -> (bytes, None), or (b"", what is wrong)."""
+    import base64
+    import binascii
+
+    body = text.rstrip(b"=")
+    pad = len(text) - len(body)
+    if b"=" in body:
+        return b"", "'=' before the end (padding is allowed only at the end, with nothing after it)"
+    if pad and (pad > 2 or len(text) % 4):
+        return b"", "wrong padding"
+    if len(body) % 4 == 1:
+        return b"", "its length is not that of any base64 text"
+    urlsafe, standard = bool(re.search(rb"[-_]", body)), bool(re.search(rb"[+/]", body))
+    if urlsafe and standard:
+        return b"", "it mixes the standard (+/) and URL-safe (-_) alphabets"
+    std = body.translate(_URLSAFE_TO_STD) if urlsafe else body
+    try:
+        decoded = base64.b64decode(std + b"=" * (-len(std) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b"", "it does not decode"
+    if base64.b64encode(decoded).rstrip(b"=") != std:
+        return b"", "its last character has stray bits (not the canonical spelling)"
+    return decoded, None
 
 
 def write_binary(app: App, data: bytes, force_base64: bool) -> None:
@@ -76,19 +119,11 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
-def parse_duration(text: str) -> int:
-    """``90``, ``90s``, ``15m``, ``8h``, ``7d`` -> seconds."""
-    m = _DURATION.fullmatch(text.strip())
-    if not m or int(m.group(1)) == 0:
-        raise click.BadParameter(f"expected a duration like 30m, 8h or 7d, got {text!r}", param_hint="--ttl")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
 def key_id_for_management(app: App, ref: str) -> str:
     """AWS's management operations take a key ID or ARN only; the CLI takes any
-    KEY (cli.md section 2), so an alias is resolved first."""
+    KEY form (key ID, key ARN, alias name, alias ARN), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
-        meta: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
+        meta: dict[str, Any] = app.kms().key_metadata(ref)
         return str(meta["KeyId"])
     return ref
 

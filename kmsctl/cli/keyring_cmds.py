@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+import sys
+from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kmsctl import model
 from kmsctl.cli.app import App
-from kmsctl.cli.io import parse_duration
-from kmsctl.errors import AccessDeniedException, KMSError
+from kmsctl.errors import AccessDeniedException, AlreadyExistsException
 from kmsctl.render import emit
+
+if TYPE_CHECKING:
+    from kmsctl.service import LocalKMS
 
 UNPROTECTED_WARNING = (
     "kmsctl: WARNING: UNPROTECTED keyring: it has NO passphrase; anyone who can read its files can use its keys"
 )
 TTL_DEFAULT = "1h"
-TTL_MAX_S = 30 * 86400
 _REGION = re.compile(r"^([a-z]+-){2,3}\d+$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 
@@ -34,18 +35,31 @@ def _check(pattern: re.Pattern[str], what: str) -> Any:
     return callback
 
 
-@contextmanager
-def recorded(app: App, name: str, request: dict[str, Any] | None = None) -> Iterator[None]:
-    """An audit record for a keyring command (they are outside the KMS API)."""
-    from kmsctl.service.audit import record_keyring_event
+def passphrase_client(
+    app: App, pass_file: str | None, prompt: str = "Keyring passphrase: ", name: str = "Unlock"
+) -> LocalKMS:
+    """A KMS client that unlocks with the passphrase alone, never a session:
+    unlock and passwd require it (a session cannot extend itself)."""
+    from kmsctl.service import LocalKMS
 
-    try:
-        yield
-    except KMSError as exc:
-        with suppress(KMSError):  # the command's own error is the one to report
-            record_keyring_event(app.keyring(), name, app.clock(), exc, request)
-        raise
-    record_keyring_event(app.keyring(), name, app.clock(), None, request)
+    keyring = app.keyring()
+    sources = app.sources()
+    if pass_file:
+        sources.passphrase_file = pass_file
+
+    def unlocker() -> None:
+        if keyring.protected:
+            from kmsctl.keyring.unlock import unlock_with_passphrase
+
+            # a mistyped passphrase may be typed again; each refused try is recorded
+            unlock_with_passphrase(keyring, sources, prompt, on_wrong=lambda exc: kms.record_failed_try(exc, name))
+        else:
+            from kmsctl.keyring.unlock import unlock_unprotected
+
+            unlock_unprotected(keyring, sources)  # refused when a credential was offered
+
+    kms = LocalKMS(keyring, clock=app.clock, unlocker=unlocker)
+    return kms
 
 
 def _iso(ts: float) -> str:
@@ -79,10 +93,16 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
     KMSCTL_PASSPHRASE, or is asked twice on the terminal. Text output: the
     keyring folder.
     """
+    import os
+
     from kmsctl.keyring import keyring as kr
 
     if no_passphrase and (pass_file or app.passphrase_file):
         raise click.UsageError("--no-passphrase and --passphrase-file exclude each other")
+    if os.path.exists(kr.db_path(app.home)):  # said before any passphrase is asked for
+        raise AlreadyExistsException(
+            f"a keyring already exists at {kr.db_path(app.home)}", hint="use it, or pick another --home"
+        )
     passphrase: bytes | None = None
     if not no_passphrase:
         sources = app.sources()
@@ -90,12 +110,14 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
             sources.passphrase_file = pass_file
         if sources.has_passphrase_source():
             passphrase = sources.passphrase()
+            sources.check_strength(passphrase)
         else:
             try:
                 passphrase = sources.new_passphrase(None)
             except AccessDeniedException:
+                why = f"prompting is off ({app.no_input})" if app.no_input else "no terminal to ask for one"
                 raise AccessDeniedException(
-                    "no passphrase given and no terminal to ask for one",
+                    f"no passphrase given and {why}",
                     hint="give --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE, "
                     "or --no-passphrase for an unprotected keyring",
                 ) from None
@@ -118,7 +140,42 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
     )
 
 
-@click.command()
+class _ShellUnlock(click.Command):
+    """``unlock --shell`` that fails for any reason (a wrong passphrase, a
+    usage error, Ctrl-C) prints ``false`` on stdout besides its error on
+    stderr, so that ``eval "$(kmsctl unlock --shell)"`` fails under ``set -e``
+    instead of evaluating nothing and carrying on."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        cmd_args = args[1] if len(args) > 1 else kwargs.get("args", [])
+        shell = "--shell" in cmd_args
+        try:
+            ctx = super().make_context(*args, **kwargs)
+        except BaseException as exc:
+            if shell:
+                _say_false(exc)
+            raise
+        ctx.meta["kmsctl.shell"] = shell
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BaseException as exc:
+            if ctx.meta.get("kmsctl.shell"):
+                _say_false(exc)
+            raise
+
+
+def _say_false(exc: BaseException) -> None:
+    if isinstance(exc, click.exceptions.Exit) and exc.exit_code == 0:  # --help
+        return
+    with suppress(OSError, ValueError):
+        sys.stdout.write("false\n")
+        sys.stdout.flush()
+
+
+@click.command(cls=_ShellUnlock)
 @click.option(
     "--ttl",
     help=f"Session lifetime: 90s, 15m, 8h, 7d (at most 30d) [default: config session_ttl, else {TTL_DEFAULT}].",
@@ -137,24 +194,19 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
 
     The token is useless without this keyring's files, and 'kmsctl lock' ends
     every session. The passphrase itself is always required here: a session
-    cannot extend itself. Text output: the token.
+    cannot extend itself. Text output: the token. With --shell, a failure
+    prints 'false' on stdout as well, so that the eval fails (and 'set -e'
+    stops the script).
     """
-    seconds = parse_duration(ttl if ttl is not None else app.setting("session_ttl")[0])
-    if seconds > TTL_MAX_S:
-        raise click.BadParameter("a session lasts at most 30d", param_hint="--ttl")
-    from kmsctl.keyring.unlock import unlock_unprotected
+    from kmsctl.config import duration_seconds
 
-    keyring = app.keyring()
-    with recorded(app, "Unlock", {"ttlSeconds": seconds}):
-        sources = app.sources()
-        if pass_file:
-            sources.passphrase_file = pass_file
-        if keyring.protected:
-            keyring.unlock_with_passphrase(sources.passphrase())
-        else:
-            unlock_unprotected(keyring, sources)
-        token, expires = keyring.new_session(app.clock(), seconds)
-    app.info(f"kmsctl: unlocked until {_iso(expires)}")
+    try:
+        seconds = duration_seconds(ttl if ttl is not None else app.setting("session_ttl")[0])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    out = passphrase_client(app, pass_file).unlock(TtlSeconds=seconds)
+    token, expires = out["SessionToken"], out["Expires"]
+    app.info(f"kmsctl: unlocked until {expires.isoformat()}")
     if shell:
         app.write_text(f"export KMSCTL_SESSION={token}\n")
         return
@@ -163,9 +215,9 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
         return
     emit(
         app,
-        {"SessionToken": token, "Expires": datetime.fromtimestamp(expires, UTC)},
+        {"SessionToken": token, "Expires": expires},
         columns=["SessionToken", "Expires"],
-        rows=[[token, _iso(expires)]],
+        rows=[[token, expires.isoformat()]],
         vertical=True,
     )
 
@@ -174,8 +226,7 @@ def unlock(app: App, ttl: str | None, pass_file: str | None, shell: bool) -> Non
 @click.pass_obj
 def lock(app: App) -> None:
     """End every session of this keyring at once (no passphrase needed)."""
-    with recorded(app, "Lock"):
-        ended = app.keyring().end_sessions()
+    ended = app.kms().lock()["SessionsEnded"]
     app.info(f"kmsctl: locked; {ended} session(s) ended")
 
 
@@ -194,20 +245,13 @@ def passwd(app: App, old_file: str | None, new_file: str | None) -> None:
     comes from --new-passphrase-file or is asked twice on the terminal.
     """
     from kmsctl import config as cfg
-    from kmsctl.keyring.unlock import unlock_unprotected
 
-    keyring = app.keyring()
     sources = app.sources()
     # the stored Argon2id cost is kept; config.toml's kdf.* raise it where higher
     configured = {k: app.config()[f"kdf.{k}"] for k in cfg.KDF_BOUNDS if f"kdf.{k}" in app.config()}
-    with recorded(app, "ChangePassphrase"):
-        if old_file:
-            sources.passphrase_file = old_file
-        if keyring.protected:
-            keyring.unlock_with_passphrase(sources.passphrase("Current passphrase: "))
-        else:
-            unlock_unprotected(keyring, sources)
-        keyring.change_passphrase(sources.new_passphrase(new_file), configured)
+    kms = passphrase_client(app, old_file, "Current passphrase: ", "ChangePassphrase")
+    # the new passphrase is asked for once the current one has unlocked
+    kms.change_passphrase(NewPassphrase=lambda: sources.new_passphrase(new_file), Kdf=configured)
     app.info("kmsctl: passphrase changed; every session has ended")
 
 
@@ -221,36 +265,10 @@ def status(app: App) -> None:
     """
     from kmsctl.keyring.unlock import refuse_if_unprotected_with_credential
 
-    keyring = app.keyring()
-    now = app.clock()
-    state, expires = "locked", None
-    refuse_if_unprotected_with_credential(keyring, app.sources())
-    if not keyring.protected:
-        state = "unprotected"
+    refuse_if_unprotected_with_credential(app.keyring(), app.sources())
+    out = app.kms().keyring_status(SessionToken=app.env.get("KMSCTL_SESSION"))
+    if not out["Protected"]:
         app.warn(UNPROTECTED_WARNING)
-    elif app.env.get("KMSCTL_SESSION"):
-        try:
-            keyring.unlock_with_session(app.env["KMSCTL_SESSION"], now)
-            state, expires = "unlocked", keyring.session_expires(app.env["KMSCTL_SESSION"])
-        except AccessDeniedException as exc:
-            state = f"locked ({exc.message})"
-    db = keyring.db
-    by_state = dict(db.query("SELECT key_state, count(*) FROM keys GROUP BY key_state"))
-    keys = sum(by_state.values())
-    aliases = db.query("SELECT count(*) FROM aliases")[0][0]
-    version = int(db.meta("schema_version") or b"0")
-    payload = {
-        "Home": app.home,
-        "FormatVersion": version,
-        "Protected": keyring.protected,
-        "State": state,
-        "SessionExpires": datetime.fromtimestamp(expires, UTC) if expires else None,
-        "Keys": keys,
-        "KeysByState": by_state,
-        "Aliases": aliases,
-        "ActiveSessions": keyring.count_sessions(now),
-        "Region": keyring.region,
-        "AWSAccountId": keyring.account,
-    }
+    payload = {"Home": app.home, **out}
     columns = ["Home", "FormatVersion", "Protected", "State", "SessionExpires", "Keys", "Aliases"]
     emit(app, payload, columns=columns, rows=[[payload[c] for c in columns]], vertical=True)

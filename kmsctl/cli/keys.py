@@ -3,6 +3,7 @@ update-description, schedule-delete, cancel-delete."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import click
@@ -11,22 +12,46 @@ from kmsctl import model
 from kmsctl.cli.app import App
 from kmsctl.cli.io import key_id_for_management, parse_pairs
 from kmsctl.cli.options import AwsChoice
-from kmsctl.render import emit
+from kmsctl.cli.paging import Paging, fetch, finish, paging_options
+from kmsctl.render import busy, emit
 
 KEY_COLUMNS = ["KeyId", "Arn", "KeyState", "KeySpec", "KeyUsage", "CreationDate", "DeletionDate", "Description"]
 LIST_COLUMNS = ["KeyId", "KeyState", "KeySpec", "KeyUsage", "Aliases", "Description"]
+KEY_PAGE = 1000  # ListKeys' largest Limit: one call (one audit record) for most keyrings
 
 key_argument = click.argument("key", metavar="KEY")
 
 
-def show_key(app: App, metadata: dict[str, Any]) -> None:
+def show_key(app: App, metadata: dict[str, Any], extra: list[tuple[str, Any]] | None = None) -> None:
+    """A key's metadata; on a terminal also ``extra`` (aliases, tags) and its
+    algorithms; text and json stay what DescribeKey returns."""
+    if app.mode() == "table":
+        extra = [*(extra or []), *((f, metadata[f]) for f in model.ALGORITHM_FIELD.values() if f in metadata)]
     emit(
         app,
         {"KeyMetadata": metadata},
         columns=KEY_COLUMNS,
         rows=[[metadata.get(c) for c in KEY_COLUMNS]],
         vertical=True,
+        table_extra=extra or [],
     )
+
+
+def key_details(app: App, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Aliases, tags and rotation of a key, for a person: read for the
+    table only, and not as the user's act (no audit record of their own)."""
+    kms = app.kms()
+    key_id = metadata["KeyId"]
+    out: list[tuple[str, Any]] = []
+    with kms.internal_reads():
+        out.append(("Aliases", [a["AliasName"] for a in kms.list_aliases(KeyId=key_id, Limit=100)["Aliases"]]))
+        out.append(("Tags", [f"{t['TagKey']}={t['TagValue']}" for t in kms.list_resource_tags(KeyId=key_id)["Tags"]]))
+        rotatable = metadata.get("KeySpec") == "SYMMETRIC_DEFAULT" and metadata.get("Origin") == "AWS_KMS"
+        if rotatable and metadata.get("KeyState") in ("Enabled", "Disabled"):
+            rotation = kms.get_key_rotation_status(KeyId=key_id)
+            out.append(("KeyRotationEnabled", rotation["KeyRotationEnabled"]))
+            out += [(f, rotation.get(f)) for f in ("RotationPeriodInDays", "NextRotationDate")]
+    return out
 
 
 @click.command()
@@ -75,14 +100,20 @@ def create(
     if tags:
         args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in parse_pairs(tags, "--tag").items()]
     kms = app.kms()
-    with kms.transaction():  # the key and its alias land together or not at all
+    slow = key_spec in ("RSA_3072", "RSA_4096")  # a second or two of prime search
+    with busy(app, f"kmsctl: creating a {key_spec} key") if slow else nullcontext(), kms.transaction():
+        # the key and its alias land together or not at all
         metadata = kms.create_key(**args)["KeyMetadata"]
         if alias_name:
             kms.create_alias(AliasName=alias_name, TargetKeyId=metadata["KeyId"])
     if app.mode() == "text":
         app.write_text(metadata["KeyId"] + "\n")
     else:
-        show_key(app, metadata)
+        echo = [
+            ("Aliases", [alias_name] if alias_name else []),
+            ("Tags", [f"{t['TagKey']}={t['TagValue']}" for t in args.get("Tags", [])]),
+        ]
+        show_key(app, metadata, echo)
 
 
 @click.command()
@@ -93,7 +124,8 @@ def describe(app: App, key: str) -> None:
 
     Text columns: KeyId Arn KeyState KeySpec KeyUsage CreationDate DeletionDate Description.
     """
-    show_key(app, app.kms().describe_key(KeyId=key)["KeyMetadata"])
+    metadata = app.kms().describe_key(KeyId=key)["KeyMetadata"]
+    show_key(app, metadata, key_details(app, metadata) if app.mode() == "table" else None)
 
 
 @click.command("list")
@@ -109,8 +141,7 @@ def describe(app: App, key: str) -> None:
 )
 @click.option("--tag", "tag", metavar="K=V", help="Only keys with this tag.")
 @click.option("--alias-prefix", metavar="P", help="Only keys with an alias starting with P (e.g. alias/prod-).")
-@click.option("--limit", type=int, help="At most N keys (1-1000, default 100).")
-@click.option("--marker", metavar="M", help="Continue from the NextMarker of an earlier page.")
+@paging_options("keys", KEY_PAGE)
 @click.pass_obj
 def list_(
     app: App,
@@ -118,13 +149,13 @@ def list_(
     key_spec: str | None,
     tag: str | None,
     alias_prefix: str | None,
-    limit: int | None,
-    marker: str | None,
+    paging: Paging,
 ) -> None:
-    """List keys (ListKeys), with their state, spec, usage and aliases.
+    """List keys (ListKeys), with their state, spec, usage and aliases: all
+    of them unless --max-items caps them.
 
     Text columns: KeyId KeyState KeySpec KeyUsage Aliases(comma-separated) Description.
-    When more keys remain, stderr says which --marker continues.
+    With --max-items, stderr says which --starting-token continues.
     """
     kms = app.kms()
     args: dict[str, Any] = {}
@@ -137,28 +168,21 @@ def list_(
         args["FilterTag"] = {"TagKey": k, "TagValue": v}
     if alias_prefix:
         args["FilterAliasPrefix"] = alias_prefix
-    if limit is not None:
-        args["Limit"] = limit
-    if marker:
-        args["Marker"] = marker
     with kms.snapshot():
-        page = kms.list_keys(**args)
+        keys, token = fetch(kms.list_keys, "Keys", paging, KEY_PAGE, **args)
         entries = []
-        for item in page["Keys"]:
-            md = kms.describe_key(KeyId=item["KeyId"])["KeyMetadata"]
-            aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=item["KeyId"], Limit=100)["Aliases"]]
-            entries.append({**item, **{c: md.get(c) for c in KEY_COLUMNS[2:]}, "Aliases": aliases})
-    payload: dict[str, Any] = {"Keys": entries, "Truncated": page["Truncated"]}
-    if page.get("NextMarker"):
-        payload["NextMarker"] = page["NextMarker"]
-        if app.mode() != "json":
-            app.info(f"kmsctl: more keys follow: --marker {page['NextMarker']}")
+        with kms.internal_reads():  # the listing is the user's act: one ListKeys record a page
+            for item in keys:
+                md = kms.describe_key(KeyId=item["KeyId"])["KeyMetadata"]
+                aliases = [a["AliasName"] for a in kms.list_aliases(KeyId=item["KeyId"], Limit=100)["Aliases"]]
+                entries.append({**item, **{c: md.get(c) for c in KEY_COLUMNS[2:]}, "Aliases": aliases})
+    payload = finish(app, {"Keys": entries}, token, "keys", paging)
     emit(
         app,
         payload,
         columns=LIST_COLUMNS,
         rows=[[e.get(c) for c in LIST_COLUMNS] for e in entries],
-        table_columns=["KeyId", "KeyState", "KeySpec", "Aliases", "Description"],
+        table_columns=["KeyId", "KeyState", "KeySpec", "KeyUsage", "Aliases", "Description"],
     )
 
 

@@ -1,4 +1,4 @@
-"""Option types shared by the command modules."""
+"""Option types and arguments shared by the command modules."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
+
+# INPUT: a file, or - (the default) for stdin
+input_argument = click.argument(
+    "input_path", metavar="[INPUT]", default="-", type=click.Path(dir_okay=False, allow_dash=True)
+)
 
 
 class AwsChoice(click.Choice):  # type: ignore[type-arg]

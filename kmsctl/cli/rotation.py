@@ -8,9 +8,11 @@ import click
 
 from kmsctl.cli.app import App
 from kmsctl.cli.io import key_id_for_management
+from kmsctl.cli.paging import Paging, fetch, finish, paging_options
 from kmsctl.render import emit
 
 ROTATION_COLUMNS = ["KeyMaterialId", "KeyMaterialState", "RotationType", "RotationDate"]
+ROTATION_PAGE = 1000  # ListKeyRotations' largest Limit
 
 
 @click.command()
@@ -24,7 +26,7 @@ def rotate(app: App, key: str) -> None:
     key_id = key_id_for_management(app, key)
     with kms.transaction():
         kms.rotate_key_on_demand(KeyId=key_id)
-        metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+        metadata = kms.key_metadata(key_id)
     app.info(f"kmsctl: rotated {key}")
     emit(
         app,
@@ -83,25 +85,20 @@ def rotation_status(app: App, key: str) -> None:
 @rotation.command("list")
 @click.argument("key", metavar="KEY")
 @click.option("--all-material", is_flag=True, help="Include the original key material (ALL_KEY_MATERIAL).")
-@click.option("--limit", type=int, help="At most N entries (1-1000, default 100).")
-@click.option("--marker", metavar="M", help="Continue from the NextMarker of an earlier page.")
+@paging_options("entries", ROTATION_PAGE)
 @click.pass_obj
-def rotation_list(app: App, key: str, all_material: bool, limit: int | None, marker: str | None) -> None:
-    """A key's rotations, oldest first (ListKeyRotations).
+def rotation_list(app: App, key: str, all_material: bool, paging: Paging) -> None:
+    """A key's rotations, oldest first, all of them unless --max-items caps
+    them (ListKeyRotations).
 
     Text columns: KeyMaterialId KeyMaterialState RotationType RotationDate.
     """
     args: dict[str, Any] = {"KeyId": key_id_for_management(app, key)}
     if all_material:
         args["IncludeKeyMaterial"] = "ALL_KEY_MATERIAL"
-    if limit is not None:
-        args["Limit"] = limit
-    if marker:
-        args["Marker"] = marker
-    out = app.kms().list_key_rotations(**args)
-    if out.get("NextMarker") and app.mode() != "json":
-        app.info(f"kmsctl: more rotations follow: --marker {out['NextMarker']}")
-    emit(app, out, columns=ROTATION_COLUMNS, rows=[[r.get(c) for c in ROTATION_COLUMNS] for r in out["Rotations"]])
+    rotations, token = fetch(app.kms().list_key_rotations, "Rotations", paging, ROTATION_PAGE, **args)
+    out = finish(app, {"Rotations": rotations}, token, "rotations", paging)
+    emit(app, out, columns=ROTATION_COLUMNS, rows=[[r.get(c) for c in ROTATION_COLUMNS] for r in rotations])
 
 
 @click.command()

@@ -8,13 +8,15 @@ of the data key (unseal); inspect uses none.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from kmsctl.canonical import canonical_json
 from kmsctl.cli.app import App
 from kmsctl.cli.io import parse_pairs, stdin_is_tty
+from kmsctl.cli.lines import many
+from kmsctl.cli.options import input_argument
 from kmsctl.cli.streams import input_stream, io_errors, output, progress_bar, refuse_existing, remaining_size
 from kmsctl.errors import InvalidCiphertextException, UsageError
 from kmsctl.render import emit
@@ -22,9 +24,6 @@ from kmsctl.render import emit
 if TYPE_CHECKING:
     from kmsctl.crypto.sealed_header import Header
 
-input_argument = click.argument(
-    "input_path", metavar="[INPUT]", default="-", type=click.Path(dir_okay=False, allow_dash=True)
-)
 out_option = click.option(
     "--out",
     "out",
@@ -46,6 +45,7 @@ def _refuse_terminal_input(input_path: str) -> None:
         raise UsageError("INPUT is the terminal", hint="give a sealed file as INPUT, or pipe one in")
 
 
+@many(out_dir=True)
 @click.command()
 @click.option(
     "-k", "--key", "key", metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN [default: config seal.key]."
@@ -97,6 +97,7 @@ def seal(app: App, key: str | None, context: tuple[str, ...], out: str | None, f
             )
 
 
+@many(out_dir=True)
 @click.command()
 @click.option(
     "-c",
@@ -178,6 +179,6 @@ def inspect(app: App, input_path: str) -> None:
         "HeaderSize": header.size,
         "PlaintextSize": size,
     }
-    context = json.dumps(header.context, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    context = canonical_json(header.context).decode()
     row = [context if name == "EncryptionContext" else value for name, value in payload.items()]
     emit(app, payload, columns=list(payload), rows=[row], vertical=True)

@@ -14,10 +14,12 @@ from typing import Any
 import click
 
 from kmsctl import model
+from kmsctl.cli import hints
 from kmsctl.cli.app import App
-from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, input_argument, key_option
-from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
-from kmsctl.cli.options import AwsChoice
+from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, key_option, respond
+from kmsctl.cli.io import decode_blob, parse_pairs, read_input, strict_base64, write_binary
+from kmsctl.cli.lines import many
+from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.errors import ValidationException
 from kmsctl.render import emit
 
@@ -25,21 +27,14 @@ _PEM = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTA
 PUBLIC_KEY_READ_MAX = 16384  # an 8192-byte DER key as PEM, with room for line breaks
 
 
-def _respond(app: App, out: dict[str, Any], field: str, b64: bool) -> None:
-    if app.output == "json":
-        emit(app, out, columns=[], rows=[])
-    else:
-        write_binary(app, out[field], b64)
-
-
 def _verdict(app: App, out: dict[str, Any], columns: list[str]) -> None:
     emit(app, out, columns=columns, rows=[[out[c] for c in columns]], vertical=True)
 
 
 def _default_algorithm(app: App, key: str, field: str, fallback: str, message_type: str | None = None) -> str:
-    """The key's first algorithm (cli.md section 3). A key without that list
+    """The key's first algorithm, as describe lists them. A key without that list
     gets ``fallback``, so that the service reports the key's wrong usage."""
-    algorithms: list[str] = app.kms().describe_key(KeyId=key)["KeyMetadata"].get(field) or [fallback]
+    algorithms: list[str] = app.kms().key_metadata(key).get(field) or [fallback]
     if message_type == "DIGEST" and "ED25519_PH_SHA_512" in algorithms:
         return "ED25519_PH_SHA_512"  # the one Ed25519 algorithm that takes a digest
     return algorithms[0]
@@ -56,17 +51,14 @@ def to_pem(der: bytes, label: str = "PUBLIC KEY") -> str:
 def from_pem_or_der(data: bytes, what: str = "public key") -> bytes:
     """A PEM ``PUBLIC KEY`` block, or DER (raw or base64) as it is."""
     if b"-----BEGIN" not in data:
-        return decode_blob(data)
+        return decode_blob(data, what=what)
     m = _PEM.search(data)
     if m is None or m.group(1) != b"PUBLIC KEY":
         raise ValidationException(f"the {what} is PEM but not a '-----BEGIN PUBLIC KEY-----' block")
-    import base64
-    import binascii
-
-    try:
-        return base64.b64decode(b"".join(m.group(2).split()), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationException(f"the {what} PEM block does not decode") from None
+    der, problem = strict_base64(b"".join(m.group(2).split()))
+    if problem or b"-" in m.group(2) or b"_" in m.group(2):
+        raise ValidationException(f"the {what} PEM block does not decode: {problem or 'not standard base64'}")
+    return der
 
 
 algorithm_help = "{}; default: the key's first ({})."
@@ -91,6 +83,7 @@ mac_algorithm_option = click.option(
 )
 
 
+@many(lines=True)
 @click.command()
 @key_option
 @signing_algorithm_option
@@ -107,10 +100,12 @@ def sign(app: App, key: str, algorithm: str | None, message_type: str, b64: bool
     """
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "SigningAlgorithms", "RSASSA_PSS_SHA_256", message_type)
-    out = app.kms().sign(KeyId=key, Message=message, MessageType=message_type, SigningAlgorithm=algorithm)
-    _respond(app, out, "Signature", b64)
+    with hints.sign_too_long(message, message_type, algorithm, key, verify=False):
+        out = app.kms().sign(KeyId=key, Message=message, MessageType=message_type, SigningAlgorithm=algorithm)
+    respond(app, out, "Signature", b64)
 
 
+@many(lines=True, per_line="signature_path")
 @click.command()
 @key_option
 @click.option(
@@ -130,15 +125,17 @@ def verify(app: App, key: str, signature_path: str, algorithm: str | None, messa
 
     Text columns: SignatureValid KeyId SigningAlgorithm.
     """
-    signature = decode_blob(read_input(signature_path, BLOB_READ_MAX, "signature"))
+    signature = decode_blob(read_input(signature_path, BLOB_READ_MAX, "signature"), what="signature")
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "SigningAlgorithms", "RSASSA_PSS_SHA_256", message_type)
-    out = app.kms().verify(
-        KeyId=key, Message=message, MessageType=message_type, Signature=signature, SigningAlgorithm=algorithm
-    )
+    with hints.sign_too_long(message, message_type, algorithm, key, verify=True):
+        out = app.kms().verify(
+            KeyId=key, Message=message, MessageType=message_type, Signature=signature, SigningAlgorithm=algorithm
+        )
     _verdict(app, out, ["SignatureValid", "KeyId", "SigningAlgorithm"])
 
 
+@many(lines=True)
 @click.command()
 @key_option
 @mac_algorithm_option
@@ -153,7 +150,7 @@ def hmac(app: App, key: str, algorithm: str | None, b64: bool, input_path: str) 
     """
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "MacAlgorithms", "HMAC_SHA_256")
-    _respond(app, app.kms().generate_mac(KeyId=key, Message=message, MacAlgorithm=algorithm), "Mac", b64)
+    respond(app, app.kms().generate_mac(KeyId=key, Message=message, MacAlgorithm=algorithm), "Mac", b64)
 
 
 @click.command("verify-mac")
@@ -169,7 +166,7 @@ def verify_mac(app: App, key: str, mac_path: str, algorithm: str | None, input_p
 
     Text columns: MacValid KeyId MacAlgorithm.
     """
-    mac = decode_blob(read_input(mac_path, BLOB_READ_MAX, "MAC"))
+    mac = decode_blob(read_input(mac_path, BLOB_READ_MAX, "MAC"), what="MAC")
     message = read_input(input_path, model.PLAINTEXT_MAX, "message")
     algorithm = algorithm or _default_algorithm(app, key, "MacAlgorithms", "HMAC_SHA_256")
     out = app.kms().verify_mac(KeyId=key, Message=message, Mac=mac, MacAlgorithm=algorithm)
@@ -210,7 +207,7 @@ def public_key(app: App, key: str, fmt: str, b64: bool) -> None:
     "--spec",
     required=True,
     type=AwsChoice(model.DATA_KEY_PAIR_SPECS),
-    help="The kind of key pair (SM2 is refused).",
+    help="The kind of key pair (SM2 is refused, and ML_KEM_512 while pyca/cryptography lacks it).",
 )
 @context_option
 @click.option("--no-plaintext", is_flag=True, help="No plaintext private key (GenerateDataKeyPairWithoutPlaintext).")
@@ -255,4 +252,4 @@ def derive_shared_secret(app: App, key: str, public_key_path: str, b64: bool) ->
     """
     peer = from_pem_or_der(read_input(public_key_path, PUBLIC_KEY_READ_MAX, "public key"))
     out = app.kms().derive_shared_secret(KeyId=key, KeyAgreementAlgorithm="ECDH", PublicKey=peer)
-    _respond(app, out, "SharedSecret", b64)
+    respond(app, out, "SharedSecret", b64)

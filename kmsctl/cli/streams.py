@@ -15,7 +15,7 @@ import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 from kmsctl.errors import UsageError, ValidationException
@@ -34,6 +34,9 @@ def input_stream(path: str) -> Iterator[Stream]:
     if path == "-":
         if sys.stdin is None:
             raise ValidationException("there is no standard input: give INPUT")
+        from kmsctl.cli.io import refuse_terminal_stdin
+
+        refuse_terminal_stdin("input")
         stdin = cast(io.BufferedIOBase, sys.stdin.buffer)
         try:
             fd = stdin.fileno()
@@ -70,6 +73,24 @@ def _is_special(path: str) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+def _open_special(path: str) -> io.FileIO | None:
+    """``path`` opened for writing if it is, through links as ``/dev/stdout``
+    is, a device or FIFO; None for anything else, which is then replaced, never
+    opened. Checked on the opened file, without O_CREAT or O_TRUNC, so that a
+    regular file swapped in meanwhile is left as it is."""
+    if not _is_special(path):
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ValidationException(f"cannot write {path}: {exc.strerror}") from None
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        os.close(fd)
+        return None
+    return open(fd, "wb", buffering=0)
+
+
 def refuse_existing(path: str | None, force: bool) -> None:
     if path is not None and not force and os.path.lexists(path) and not _is_special(path):
         raise UsageError(f"{path} exists", hint="use --force to replace it")
@@ -90,69 +111,31 @@ def io_errors() -> Iterator[None]:
 
 @contextmanager
 def output(app: App, path: str | None, force: bool) -> Iterator[Stream]:
-    """stdout, or ``path`` written all-or-nothing: a temporary file in the same
-    folder (O_EXCL, 0600), fsynced and renamed into place only when the body of
-    the ``with`` succeeded, removed on any failure, Ctrl-C and SIGTERM included.
-    A device or FIFO is written directly: renaming over it would replace it."""
+    """stdout, or ``path`` written all-or-nothing (kmsctl.outfile: an unnamed
+    file in the same folder, or a named 0600 one where the file system has
+    none, fsynced and linked into place only when the body of the ``with``
+    succeeded; nothing left on any failure, Ctrl-C and SIGTERM included, and
+    no plaintext left by SIGKILL). ``force`` replaces ``path``, or a symbolic
+    link there, never the file such a link names. A device or FIFO is written
+    directly: renaming over it would replace it."""
     if path is None:
         yield raw_stdout(app)
         return
-    if _is_special(path):  # nothing to rename over, and nothing left behind on failure
-        try:
-            special = open(path, "wb", buffering=0)  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            raise ValidationException(f"cannot write {path}: {exc.strerror}") from None
+    special = _open_special(path)
+    if special is not None:  # nothing to rename over, and nothing left behind on failure
         with special:
             yield special
         return
-    final = os.path.realpath(path)  # through a symlink to the file it names, as a shell redirection
-    folder, name = os.path.split(final)
-    tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.kmsctl-tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError as exc:
-        raise ValidationException(f"cannot write {path}: {exc.strerror}") from None
-    f = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed on both paths below
+    from kmsctl.outfile import atomic_file
+
     restore = _terminate_as_interrupt()
     try:
-        yield f
-        os.fsync(fd)
-        f.close()
-        _publish(tmp, final, path, force)
-    except BaseException:
-        f.close()
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+        with atomic_file(path, replace=force) as f:
+            yield f
+    except FileExistsError:
+        raise UsageError(f"{path} exists", hint="use --force to replace it") from None
     finally:
         restore()
-
-
-def _publish(tmp: str, final: str, shown: str, force: bool) -> None:
-    try:
-        if force:
-            if _is_special(final):
-                raise UsageError(f"{shown} became a device or FIFO; not replacing it")
-            os.replace(tmp, final)
-        else:
-            try:
-                os.link(tmp, final)  # atomic and never replaces: a file made meanwhile is not clobbered
-            except FileExistsError:
-                raise UsageError(f"{shown} exists", hint="use --force to replace it") from None
-            except OSError:  # a file system without hard links
-                if os.path.lexists(final):
-                    raise UsageError(f"{shown} exists", hint="use --force to replace it") from None
-                os.rename(tmp, final)
-            else:
-                os.unlink(tmp)
-    except OSError as exc:
-        raise ValidationException(f"cannot write {shown}: {exc.strerror}") from None
-    with suppress(OSError):  # make the rename itself durable
-        dirfd = os.open(os.path.dirname(final), os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
 
 
 def _terminate_as_interrupt() -> Callable[[], None]:

@@ -1,82 +1,71 @@
-"""Asymmetric keys, signatures, RSA-OAEP, HMAC and ECDH, all from pyca/cryptography.
+"""Asymmetric keys, signatures, RSA-OAEP, HMAC, ECDH and ML-KEM under AWS's names.
 
 Key material is kept as AWS hands it out: private keys as DER PKCS#8
 (RFC 5958), public keys as DER SubjectPublicKeyInfo (RFC 5280), HMAC keys as
 raw bytes. The service layer validates names, lengths and key states; this
-module only does the mathematics, and reports failures with the small
-exception classes below so that callers choose the AWS error.
+module maps AWS's key specs and algorithm names onto the primitives of
+``kmsctl.crypto.primitives_pk`` and ``kmsctl.crypto.primitives`` (which alone
+call pyca/cryptography), and reports failures with the small exception
+classes below so that callers choose the AWS error.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives import hmac as _hmac
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa, utils
-
+from kmsctl.crypto import primitives as P
+from kmsctl.crypto import primitives_pk as PK
 from kmsctl.crypto.primitives import AuthenticationFailed, random_bytes
+from kmsctl.crypto.primitives_pk import InvalidKeyData, load_public, public_key_der
+
+__all__ = [
+    "HMAC_KEY_SIZES", "MU_SIZE", "RSA_BITS", "AuthenticationFailed", "InvalidKeyData", "NotAvailable",
+    "digest_size", "ecdh", "generate_key_pair", "generate_private_key", "hmac", "hmac_verify", "load_public",
+    "mlkem_ciphertext_size", "mlkem_decapsulate", "mlkem_encapsulate", "public_key_der", "rsa_decrypt",
+    "rsa_encrypt", "rsa_max_plaintext", "sign", "unavailable", "verify",
+]  # fmt: skip
 
 RSA_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
-RSA_PUBLIC_EXPONENT = 65537
-_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "ECC_NIST_P256": ec.SECP256R1,
-    "ECC_NIST_P384": ec.SECP384R1,
-    "ECC_NIST_P521": ec.SECP521R1,
-    "ECC_SECG_P256K1": ec.SECP256K1,
+_CURVES = {
+    "ECC_NIST_P256": "secp256r1",
+    "ECC_NIST_P384": "secp384r1",
+    "ECC_NIST_P521": "secp521r1",
+    "ECC_SECG_P256K1": "secp256k1",
 }
-_MLDSA: dict[str, Any] = {
-    "ML_DSA_44": mldsa.MLDSA44PrivateKey,
-    "ML_DSA_65": mldsa.MLDSA65PrivateKey,
-    "ML_DSA_87": mldsa.MLDSA87PrivateKey,
-}
+_MLDSA = {"ML_DSA_44": 44, "ML_DSA_65": 65, "ML_DSA_87": 87}
+_MLKEM = {"ML_KEM_512": 512, "ML_KEM_768": 768, "ML_KEM_1024": 1024}
 # AWS's HMAC keys are as long as the digest they are named after
 HMAC_KEY_SIZES = {"HMAC_224": 28, "HMAC_256": 32, "HMAC_384": 48, "HMAC_512": 64}
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA_1": hashes.SHA1,
-    "SHA_224": hashes.SHA224,
-    "SHA_256": hashes.SHA256,
-    "SHA_384": hashes.SHA384,
-    "SHA_512": hashes.SHA512,
-}
 MU_SIZE = 64  # FIPS 204 section 6.2: mu is 64 bytes of SHAKE256
-
-
-class InvalidKeyData(ValueError):
-    """Bytes that are not a usable key: malformed DER, another key type, another curve."""
 
 
 class NotAvailable(Exception):
     """The algorithm exists in AWS but pyca/cryptography offers no way to compute it."""
 
 
-def _hash(algorithm: str) -> hashes.HashAlgorithm:
-    """RSASSA_PSS_SHA_256 -> SHA256(); the hash is the algorithm name's tail."""
-    for suffix, cls in _HASHES.items():
-        if algorithm.endswith(suffix):
-            return cls()
+def _hash(algorithm: str) -> str:
+    """RSASSA_PSS_SHA_256 -> "SHA256"; the hash is the algorithm name's tail."""
+    for bits in ("1", "224", "256", "384", "512"):
+        if algorithm.endswith(f"SHA_{bits}"):
+            return f"SHA{bits}"
     raise ValueError(f"no hash in {algorithm}")
 
 
 def digest_size(algorithm: str) -> int:
-    """The DIGEST-mode message length for a signing algorithm (reference 3.3)."""
+    """The DIGEST-mode message length for a signing algorithm: its hash's size (ML-DSA: the 64-byte mu)."""
     if algorithm == "ML_DSA_SHAKE_256":
         return MU_SIZE
-    return _hash(algorithm).digest_size
+    return P.digest_size(_hash(algorithm))
 
 
 # ----- keys -----
-def _private_der(key: Any) -> bytes:
-    out: bytes = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return out
-
-
-def _public_der(key: Any) -> bytes:
-    out: bytes = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return out
+def unavailable(spec: str) -> str | None:
+    """Why a key of ``spec`` cannot be made with the installed pyca/cryptography, or None."""
+    if spec in _MLKEM and _MLKEM[spec] not in PK.MLKEM:
+        offered = ", ".join(f"ML_KEM_{n}" for n in sorted(PK.MLKEM)) or "no ML-KEM at all"
+        return (
+            f"KeySpec {spec} is not available: pyca/cryptography offers {offered}, and kmsctl implements "
+            "no lattice arithmetic of its own"
+        )
+    return None
 
 
 def generate_private_key(spec: str) -> bytes:
@@ -88,83 +77,51 @@ def generate_private_key(spec: str) -> bytes:
 
 def generate_key_pair(spec: str) -> tuple[bytes, bytes]:
     """-> (private key as DER PKCS#8, public key as DER SPKI)."""
-    key: Any
     if spec in RSA_BITS:
-        key = rsa.generate_private_key(public_exponent=RSA_PUBLIC_EXPONENT, key_size=RSA_BITS[spec])
-    elif spec in _CURVES:
-        key = ec.generate_private_key(_CURVES[spec]())
-    elif spec == "ECC_NIST_EDWARDS25519":
-        key = ed25519.Ed25519PrivateKey.generate()
-    elif spec in _MLDSA:
-        key = _MLDSA[spec].generate()
-    else:
-        raise ValueError(f"no key pair generator for {spec}")
-    return _private_der(key), _public_der(key.public_key())
-
-
-def load_private(der: bytes) -> Any:
-    # The DER comes out of the keyring, where it was sealed (AES-GCM, bound to
-    # its key ID) after kmsctl generated it: RSA's consistency checks cost
-    # ~0.4 s per RSA_4096 load and would only re-prove what the seal proves.
-    return serialization.load_der_private_key(der, password=None, unsafe_skip_rsa_key_validation=True)
-
-
-def public_key_der(private_der: bytes) -> bytes:
-    return _public_der(load_private(private_der).public_key())
-
-
-def load_public(der: bytes) -> Any:
-    try:
-        return serialization.load_der_public_key(der)
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise InvalidKeyData("not a DER SubjectPublicKeyInfo public key") from exc
+        return PK.generate("rsa", RSA_BITS[spec])
+    if spec in _CURVES:
+        return PK.generate("ec", _CURVES[spec])
+    if spec == "ECC_NIST_EDWARDS25519":
+        return PK.generate("ed25519")
+    if spec in _MLDSA:
+        return PK.generate("ml-dsa", _MLDSA[spec])
+    if spec in _MLKEM:
+        why = unavailable(spec)
+        if why:
+            raise NotAvailable(why)
+        return PK.generate("ml-kem", _MLKEM[spec])
+    raise ValueError(f"no key pair generator for {spec}")
 
 
 # ----- signatures -----
-def sign(private_der: bytes, algorithm: str, message_type: str, message: bytes) -> bytes:
-    """Sign as AWS KMS does (reference 3.4 and 10). ``message`` has already been
-    checked: RAW 1-4096 bytes, DIGEST the digest size, EXTERNAL_MU 64 bytes."""
-    key = load_private(private_der)
+def _scheme(algorithm: str, message_type: str) -> tuple[str, str, bool]:
+    """-> (primitives_pk scheme, hash name, prehashed) for a SigningAlgorithmSpec."""
     if algorithm == "ML_DSA_SHAKE_256":
-        out: bytes = key.sign_mu(message) if message_type == "EXTERNAL_MU" else key.sign(message)  # empty context
-        return out
+        return (PK.ML_DSA_MU if message_type == "EXTERNAL_MU" else PK.ML_DSA), "", False  # empty context
     if algorithm == "ED25519_SHA_512":
-        out = key.sign(message)  # PureEdDSA, RFC 8032
-        return out
+        return PK.ED25519, "", False  # PureEdDSA, RFC 8032
     if algorithm == "ED25519_PH_SHA_512":
         raise NotAvailable(_NO_ED25519PH)
-    h = _hash(algorithm)
-    alg: Any = utils.Prehashed(h) if message_type == "DIGEST" else h
     if algorithm.startswith("ECDSA_"):
-        out = key.sign(message, ec.ECDSA(alg))  # DER SEQUENCE{r, s}
+        scheme = PK.ECDSA
+    elif algorithm.startswith("RSASSA_PSS_"):
+        scheme = PK.RSA_PSS  # AWS: MGF1 with the same hash, salt length = digest length
     else:
-        out = key.sign(message, _rsa_sign_padding(algorithm, h), alg)
-    return out
+        scheme = PK.RSA_PKCS1V15
+    return scheme, _hash(algorithm), message_type == "DIGEST"
+
+
+def sign(private_der: bytes, algorithm: str, message_type: str, message: bytes) -> bytes:
+    """Sign as AWS KMS does (its signature formats are in README). ``message`` has already been
+    checked: RAW 1-4096 bytes, DIGEST the digest size, EXTERNAL_MU 64 bytes."""
+    scheme, hash_name, prehashed = _scheme(algorithm, message_type)
+    return PK.sign(private_der, scheme, message, hash_name, prehashed)
 
 
 def verify(private_der: bytes, algorithm: str, message_type: str, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is valid; a malformed signature is simply invalid."""
-    public = load_private(private_der).public_key()
-    try:
-        if algorithm == "ML_DSA_SHAKE_256":
-            if message_type == "EXTERNAL_MU":
-                public.verify_mu(signature, message)
-            else:
-                public.verify(signature, message)
-        elif algorithm == "ED25519_SHA_512":
-            public.verify(signature, message)
-        elif algorithm == "ED25519_PH_SHA_512":
-            raise NotAvailable(_NO_ED25519PH)
-        else:
-            h = _hash(algorithm)
-            alg: Any = utils.Prehashed(h) if message_type == "DIGEST" else h
-            if algorithm.startswith("ECDSA_"):
-                public.verify(signature, message, ec.ECDSA(alg))
-            else:
-                public.verify(signature, message, _rsa_sign_padding(algorithm, h), alg)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    scheme, hash_name, prehashed = _scheme(algorithm, message_type)
+    return PK.verify(private_der, scheme, message, signature, hash_name, prehashed)
 
 
 _NO_ED25519PH = (
@@ -174,52 +131,31 @@ _NO_ED25519PH = (
 )
 
 
-def _rsa_sign_padding(algorithm: str, h: hashes.HashAlgorithm) -> padding.AsymmetricPadding:
-    if algorithm.startswith("RSASSA_PSS_"):
-        # AWS: MGF1 with the same hash, salt length = digest length (not MAX_LENGTH)
-        return padding.PSS(mgf=padding.MGF1(h), salt_length=h.digest_size)
-    return padding.PKCS1v15()
-
-
 # ----- RSA-OAEP -----
-def _oaep(algorithm: str) -> padding.OAEP:
-    h = _hash(algorithm)
-    return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)
-
-
 def rsa_max_plaintext(spec: str, algorithm: str) -> int:
     """k - 2*hLen - 2 (RFC 8017 7.1.1): 190 bytes for RSA_2048 with SHA-256."""
-    return RSA_BITS[spec] // 8 - 2 * _hash(algorithm).digest_size - 2
+    return RSA_BITS[spec] // 8 - 2 * P.digest_size(_hash(algorithm)) - 2
 
 
 def rsa_encrypt(private_der: bytes, algorithm: str, plaintext: bytes) -> bytes:
-    out: bytes = load_private(private_der).public_key().encrypt(plaintext, _oaep(algorithm))
-    return out
+    return PK.rsa_oaep_encrypt(private_der, _hash(algorithm), plaintext)
 
 
 def rsa_decrypt(private_der: bytes, algorithm: str, ciphertext: bytes) -> bytes:
     """Raises ``AuthenticationFailed`` for any ciphertext that does not decrypt."""
-    try:
-        out: bytes = load_private(private_der).decrypt(ciphertext, _oaep(algorithm))
-    except ValueError as exc:
-        raise AuthenticationFailed from exc
-    return out
+    return PK.rsa_oaep_decrypt(private_der, _hash(algorithm), ciphertext)
 
 
 # ----- HMAC -----
 def hmac(key: bytes, algorithm: str, message: bytes) -> bytes:
     """RFC 2104 HMAC; ``algorithm`` is a MacAlgorithmSpec (HMAC_SHA_256)."""
-    h = _hmac.HMAC(key, _hash(algorithm))
-    h.update(message)
-    return h.finalize()
+    return P.hmac(key, _hash(algorithm), message)
 
 
 def hmac_verify(key: bytes, algorithm: str, message: bytes, mac: bytes) -> bool:
-    h = _hmac.HMAC(key, _hash(algorithm))
-    h.update(message)
     try:
-        h.verify(mac)  # constant time
-    except InvalidSignature:
+        P.hmac_verify(key, _hash(algorithm), message, mac)  # constant time
+    except AuthenticationFailed:
         return False
     return True
 
@@ -227,10 +163,21 @@ def hmac_verify(key: bytes, algorithm: str, message: bytes, mac: bytes) -> bool:
 # ----- ECDH -----
 def ecdh(private_der: bytes, peer_public_der: bytes) -> bytes:
     """The raw ECDH shared secret (the x-coordinate), as AWS DeriveSharedSecret returns it."""
-    key = load_private(private_der)
-    peer = load_public(peer_public_der)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise InvalidKeyData("the KMS key is not an elliptic-curve key")
-    if not isinstance(peer, ec.EllipticCurvePublicKey) or peer.curve.name != key.curve.name:
-        raise InvalidKeyData(f"the public key is not a point on the KMS key's curve ({key.curve.name})")
-    return key.exchange(ec.ECDH(), peer)
+    return PK.ecdh(private_der, peer_public_der)
+
+
+# ----- ML-KEM -----
+def mlkem_ciphertext_size(spec: str) -> int:
+    return PK.MLKEM_CIPHERTEXT_SIZE[_MLKEM[spec]]
+
+
+def mlkem_encapsulate(private_der: bytes) -> tuple[bytes, bytes]:
+    """-> (32-byte shared secret, ciphertext), with the key pair's public key."""
+    return PK.mlkem_encapsulate(private_der)
+
+
+def mlkem_decapsulate(private_der: bytes, ciphertext: bytes) -> bytes:
+    """The 32-byte shared secret; ``ciphertext`` must have the spec's size
+    (``InvalidKeyData`` otherwise). Implicit rejection: any other ciphertext
+    of that size gives a pseudo-random secret, never an error."""
+    return PK.mlkem_decapsulate(private_der, ciphertext)

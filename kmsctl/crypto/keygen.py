@@ -14,3 +14,12 @@ def generate(spec: str) -> bytes:
     from kmsctl.crypto import asymmetric
 
     return asymmetric.generate_private_key(spec)
+
+
+def unavailable(spec: str) -> str | None:
+    """Why the installed pyca/cryptography cannot make a key of ``spec``, or None."""
+    if not spec.startswith("ML_KEM_"):
+        return None
+    from kmsctl.crypto import asymmetric
+
+    return asymmetric.unavailable(spec)

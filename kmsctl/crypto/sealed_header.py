@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kmsctl import errors as E
+from kmsctl.canonical import canonical_json as canonical_json  # also this module's: sealed.py takes it from here
 
 MAGIC = b"\x89KMSSEAL"
 VERSION = 1
@@ -64,10 +65,6 @@ class Header:
 
 
 # ----- encoding -----
-def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 

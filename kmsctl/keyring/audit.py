@@ -24,6 +24,7 @@ from typing import Any
 
 from kmsctl.crypto import primitives as P
 from kmsctl.errors import IntegrityError
+from kmsctl.keyring.audit_codec import pack, unpack
 from kmsctl.keyring.store import Database, as_blob, dumps
 
 _LABEL = b"kmsctl audit v1\x00"
@@ -137,7 +138,7 @@ class AuditTrail:
         seq, prev = self._head()
         seq += 1
         # the eventTime in the record and the event_time column say the same (verify checks it)
-        record = dumps({**event, "eventTime": event_time_text(when)})
+        record = pack(dumps({**event, "eventTime": event_time_text(when)}))  # the MAC covers the stored bytes
         mac = self._record_mac(seq, prev, record)
         self.db.execute(
             f"INSERT INTO audit({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -197,7 +198,10 @@ class AuditTrail:
             return None, f"record {seq} fails its integrity check (its prev column is not the MAC before it)"
         if not _equal(self._record_mac(seq, stored_prev if prev is None else prev, record), mac):
             return None, f"record {seq} fails its integrity check (edited, reordered or inserted)"
-        event = _decode(record.decode())
+        try:
+            event = _decode(unpack(record).decode())
+        except ValueError:  # authentic, yet not a record: written by something other than kmsctl
+            return None, f"record {seq} is damaged (not a record kmsctl can read)"
         index = (event.get("eventName"), key_id_of(event), event.get("errorCode"), event.get("eventTime"))
         stored = (name, key_id, error_code, _time_text_or_none(event_time))
         if index != stored:
@@ -205,25 +209,48 @@ class AuditTrail:
         return event, ""
 
     def events(self, where: list[str], args: list[Any], limit: int) -> list[dict[str, Any]]:
-        """Newest first. Each record is checked on its own (its MAC over its
+        """Newest first; see ``page``."""
+        return [event for _, event in self._events(where, args, limit, None)]
+
+    def page(
+        self, where: list[str], args: list[Any], limit: int, before: int | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Up to ``limit`` records, newest first, and the seq to pass as
+        ``before`` for the next page (None when none follows)."""
+        rows = self._events(where, args, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [event for _, event in rows], (rows[-1][0] if more and rows else None)
+
+    def _events(
+        self, where: list[str], args: list[Any], limit: int, before: int | None
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Newest first (only records before seq ``before``, when given: the
+        next page). Each record is checked on its own (its MAC over its
         own seq, the MAC before it, and its bytes; its index columns against
         its bytes), next to its neighbours in the page (links, and no gap when
-        unfiltered), and the newest record against the head; ``verify``
-        checks the whole chain."""
-        sql = f"SELECT {_COLUMNS} FROM audit" + (" WHERE " + " AND ".join(where) if where else "")
-        out: list[dict[str, Any]] = []
+        unfiltered; a next page's first record links to the record before it),
+        and the newest record against the head; ``verify`` checks the whole chain."""
+        clauses = [*where, "seq < ?"] if before is not None else where
+        sql = f"SELECT {_COLUMNS} FROM audit" + (" WHERE " + " AND ".join(clauses) if clauses else "")
+        out: list[tuple[int, dict[str, Any]]] = []
         with self.db.read():
             seq, mac, records = self._tail()
             problem = self._head_problem(seq, mac, records=records)
             if problem:
                 raise IntegrityError(f"audit trail: {problem}")
-            rows = self.db.query(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
+            query_args = (*args, before) if before is not None else tuple(args)
+            rows = self.db.query(sql + " ORDER BY seq DESC LIMIT ?", (*query_args, limit))
             newer: tuple[int, bytes] | None = None  # the record checked last: its seq and prev column
+            if before is not None:
+                after = self.db.query(f"SELECT {_COLUMNS} FROM audit WHERE seq = ?", (before,))
+                if after and self._checked(after[0])[0] is not None:
+                    newer = (before, bytes(after[0][6]))
             for row in rows:
                 event, problem = self._checked(row)
                 if event is None or (problem := _link_problem(newer, row[0], bytes(row[7]), where)):
                     raise IntegrityError(f"audit trail: {problem}")
-                out.append(event)
+                out.append((row[0], event))
                 newer = (row[0], bytes(row[6]))
             if not where and len(rows) < limit:  # the page reaches the start: its oldest follows the anchor
                 problem = _link_problem(newer, *self._anchor(), where)

@@ -10,7 +10,6 @@ is ever returned.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import weakref
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from kmsctl.canonical import canonical_json
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
@@ -105,10 +105,7 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
-def dumps(doc: dict[str, Any]) -> bytes:
-    """Canonical JSON: the bytes that are MACed are the bytes that are stored."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
+dumps = canonical_json  # a document as it is stored: the bytes that are MACed are the bytes that are stored
 
 # what a damaged file can make sqlite3 raise: its own errors, and
 # UnicodeDecodeError when a damaged schema makes an error message non-UTF-8
@@ -294,6 +291,28 @@ class Database:
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         return self._exec(sql, args).rowcount
+
+    def vacuum(self) -> int:
+        """Give the space of deleted rows back to the file system (VACUUM,
+        then a checkpoint that truncates the WAL); outside any transaction.
+        The copy VACUUM builds stays in memory, never in a temporary file.
+        Returns the bytes given back (keyring.db and its WAL), 0 if SQLite
+        could not do it now (another writer, no room for the copy): the rows
+        are deleted either way, and their space is reused by later writes."""
+        if self._depth:
+            raise RuntimeError("VACUUM inside a transaction")
+
+        def size() -> int:
+            return sum(os.path.getsize(self.path + s) for s in ("", "-wal") if os.path.exists(self.path + s))
+
+        before = size()
+        try:
+            self.conn.execute("PRAGMA temp_store=MEMORY")
+            self.conn.execute("VACUUM")
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except _DB_ERRORS:
+            return 0
+        return max(before - size(), 0)
 
     # ----- meta -----
     def meta(self, name: str) -> bytes | None:

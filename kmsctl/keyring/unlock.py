@@ -1,29 +1,64 @@
-"""Where an unlock comes from, in the contract's order (cli.md section 6):
+"""Where an unlock comes from, first to last:
 KMSCTL_SESSION, --passphrase-file, KMSCTL_PASSPHRASE_FILE, KMSCTL_PASSPHRASE,
 then a hidden prompt on the terminal when there is one. Never a hang: with no
-terminal and no other source the caller gets exit 5 and a hint."""
+terminal and no other source, or with prompting turned off (--no-input,
+KMSCTL_NO_INPUT, CI), the caller gets exit 5 and a hint at once."""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from kmsctl.errors import AccessDeniedException, IntegrityError, ValidationException
 from kmsctl.keyring.keyring import Keyring
 
 Prompt = Callable[[str], str]
+Warn = Callable[[str], None]
 LOCKED_HINT = (
     "unlock with 'eval \"$(kmsctl unlock --shell)\"', or give --passphrase-file, "
     "KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE"
 )
 PASSPHRASE_MAX = 1024
+PASSPHRASE_SHORT = 8  # characters; shorter ones are warned about when set (init, passwd)
+TRIES = 3  # at the prompt: a mistyped passphrase may be typed again, as sudo and ssh allow
+PROMPT_SOURCE = "the prompt"
 
 
-def read_passphrase_file(path: str) -> bytes:
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def strip_newline(text: str) -> str:
+    """One trailing line ending off, as a passphrase file's first line has none:
+    ``KMSCTL_PASSPHRASE="$(cat f)"`` and ``KMSCTL_PASSPHRASE=$'pw\\n'`` mean the same."""
+    if text.endswith("\r\n"):
+        return text[:-2]
+    if text.endswith("\n"):
+        return text[:-1]
+    return text
+
+
+def _warn_if_readable(path: str, fd: int, warn: Warn) -> None:
+    """A passphrase file others can read is a passphrase others know (ssh
+    refuses such keys; kmsctl warns). Pipes and devices (``<(...)``) are not files."""
+    import stat
+
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o044:
+        mode = stat.S_IMODE(st.st_mode)
+        warn(f"kmsctl: WARNING: passphrase file {path} is readable by others (mode {mode:04o}); chmod 600 {path}")
+
+
+def read_passphrase_file(path: str, warn: Warn | None = None) -> bytes:
     """The file's first line, without its line ending (as ssh-askpass files are)."""
     try:
         with open(path, "rb") as f:
+            if warn is not None:
+                _warn_if_readable(path, f.fileno(), warn)
             data = f.read(PASSPHRASE_MAX + 2)
     except OSError as exc:
         raise ValidationException(f"cannot read passphrase file {path}: {exc.strerror}") from None
@@ -35,19 +70,36 @@ def read_passphrase_file(path: str) -> bytes:
     return line
 
 
+def _utf8(text: str, source: str) -> bytes:
+    """A passphrase given as text must be UTF-8 (a file may hold any bytes):
+    one that is not would otherwise mean different bytes to different tools."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise ValidationException(
+            f"{source} is not UTF-8 text", hint="give the passphrase in a file (--passphrase-file) instead"
+        ) from None
+
+
 def terminal_prompt(text: str) -> str:
-    """A hidden prompt on the controlling terminal; AccessDenied if there is none."""
+    """A hidden prompt on the controlling terminal; AccessDenied if there is none.
+    Ctrl-C ends the prompt's line before the error line is printed."""
     try:
         fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
     except OSError:
         raise AccessDeniedException("the keyring is locked and there is no terminal to ask", hint=LOCKED_HINT) from None
-    os.close(fd)
     import getpass
 
     try:
         return getpass.getpass(text)
     except EOFError:
         raise AccessDeniedException("no passphrase given", hint=LOCKED_HINT) from None
+    except KeyboardInterrupt:
+        with suppress(OSError):
+            os.write(fd, b"\n")
+        raise
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -55,18 +107,41 @@ class UnlockSources:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ)
     passphrase_file: str | None = None
     prompt: Prompt = terminal_prompt
+    # why prompting is off ("--no-input", "KMSCTL_NO_INPUT", "CI=true"), or None
+    no_input: str | None = None
+    warn: Warn = _stderr
+    source: str | None = None  # where the last passphrase came from, for the wrong-passphrase hint
+    _warned: set[str] = field(default_factory=set)
+
+    def ask(self, text: str) -> str:
+        """The prompt, unless prompting is off: then exit 5 at once, never a wait."""
+        if self.no_input:
+            raise AccessDeniedException(
+                f"the keyring is locked and prompting is off ({self.no_input})", hint=LOCKED_HINT
+            )
+        return self.prompt(text)
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self._warned:
+            self._warned.add(message)
+            self.warn(message)
 
     def passphrase(self, text: str = "Keyring passphrase: ") -> bytes:
         """The passphrase from the first source that has one (sessions aside)."""
         path = self.passphrase_file or self.env.get("KMSCTL_PASSPHRASE_FILE")
         if path:
-            return read_passphrase_file(path)
+            self.source = f"--passphrase-file {path}" if self.passphrase_file else f"KMSCTL_PASSPHRASE_FILE={path}"
+            return read_passphrase_file(path, self._warn_once)
         if self.env.get("KMSCTL_PASSPHRASE"):
-            return _limited(self.env["KMSCTL_PASSPHRASE"].encode(), "KMSCTL_PASSPHRASE")
-        value = self.prompt(text)
+            self.source = "KMSCTL_PASSPHRASE"
+            return _limited(
+                _utf8(strip_newline(self.env["KMSCTL_PASSPHRASE"]), "KMSCTL_PASSPHRASE"), "KMSCTL_PASSPHRASE"
+            )
+        self.source = PROMPT_SOURCE
+        value = self.ask(text)
         if not value:
             raise AccessDeniedException("empty passphrase", hint=LOCKED_HINT)
-        return _limited(value.encode(), "the passphrase")
+        return _limited(_utf8(value, "the passphrase typed"), "the passphrase")
 
     def has_passphrase_source(self) -> bool:
         return bool(self.passphrase_file or self.env.get("KMSCTL_PASSPHRASE_FILE") or self.env.get("KMSCTL_PASSPHRASE"))
@@ -83,16 +158,37 @@ class UnlockSources:
         return None
 
     def new_passphrase(self, path: str | None, prompt: Prompt | None = None) -> bytes:
-        """A new passphrase: from ``path``, else asked twice on the terminal."""
+        """A new passphrase: from ``path``, else asked twice on the terminal
+        (again, up to TRIES times, when the two entries differ)."""
         if path:
-            return read_passphrase_file(path)
-        ask = prompt or self.prompt
-        first = ask("New passphrase: ")
-        if not first:
-            raise ValidationException("empty passphrase; use --no-passphrase for an unprotected keyring")
-        if ask("Repeat passphrase: ") != first:
-            raise ValidationException("the two passphrases differ")
-        return _limited(first.encode(), "the passphrase")
+            new = read_passphrase_file(path, self._warn_once)
+        else:
+            if self.no_input and prompt is None:
+                raise AccessDeniedException(
+                    f"a new passphrase is needed and prompting is off ({self.no_input})",
+                    hint="give it in a file: passwd --new-passphrase-file F, init --passphrase-file F",
+                )
+            ask = prompt or self.ask
+            for attempt in range(1, TRIES + 1):
+                first = ask("New passphrase: ")
+                if not first:
+                    raise ValidationException("empty passphrase; use --no-passphrase for an unprotected keyring")
+                if ask("Repeat passphrase: ") == first:
+                    break
+                if attempt == TRIES:
+                    raise ValidationException(f"the two passphrases differ ({TRIES} tries)")
+                self.warn("kmsctl: the two passphrases differ; try again")
+            new = _limited(_utf8(first, "the passphrase typed"), "the passphrase")
+        self.check_strength(new)
+        return new
+
+    def check_strength(self, passphrase: bytes) -> None:
+        """A warning, not a refusal, for a passphrase under PASSPHRASE_SHORT characters."""
+        if len(passphrase.decode("utf-8", "replace")) < PASSPHRASE_SHORT:
+            self.warn(
+                f"kmsctl: WARNING: the passphrase is shorter than {PASSPHRASE_SHORT} characters; "
+                "a few random words are much harder to guess"
+            )
 
 
 def _limited(passphrase: bytes, what: str) -> bytes:
@@ -120,7 +216,44 @@ def unlock_unprotected(keyring: Keyring, sources: UnlockSources) -> None:
     keyring.unlock_unprotected()
 
 
-def unlock(keyring: Keyring, sources: UnlockSources, now: float) -> None:
+def wrong_passphrase_hint(source: str | None) -> str:
+    if source == PROMPT_SOURCE:
+        return "it was typed at the prompt; check the keyring folder (--home, KMSCTL_HOME) too"
+    return f"it came from {source}; check it, and the keyring folder (--home, KMSCTL_HOME)"
+
+
+def unlock_with_passphrase(
+    keyring: Keyring,
+    sources: UnlockSources,
+    text: str = "Keyring passphrase: ",
+    on_wrong: Callable[[AccessDeniedException], None] | None = None,
+) -> None:
+    """Unlock with the passphrase. Typed at the prompt, a wrong one may be
+    typed again (TRIES in all); each failed try but the last goes to
+    ``on_wrong`` (the audit trail), the last is raised. The error's hint names
+    the source the passphrase came from."""
+    for attempt in range(1, TRIES + 1):
+        passphrase = sources.passphrase(text)
+        try:
+            keyring.unlock_with_passphrase(passphrase)
+            return
+        except AccessDeniedException as exc:
+            exc.hint = wrong_passphrase_hint(sources.source)
+            if sources.source != PROMPT_SOURCE or attempt == TRIES:
+                if sources.source == PROMPT_SOURCE:
+                    exc.message = f"{exc.message} ({TRIES} tries)"
+                raise
+            if on_wrong is not None:
+                on_wrong(exc)
+            sources.warn("kmsctl: wrong passphrase; try again")
+
+
+def unlock(
+    keyring: Keyring,
+    sources: UnlockSources,
+    now: float,
+    on_wrong: Callable[[AccessDeniedException], None] | None = None,
+) -> None:
     if not keyring.protected:
         unlock_unprotected(keyring, sources)
         return
@@ -132,4 +265,4 @@ def unlock(keyring: Keyring, sources: UnlockSources, now: float) -> None:
         except AccessDeniedException:
             if not sources.has_passphrase_source():
                 raise
-    keyring.unlock_with_passphrase(sources.passphrase())
+    unlock_with_passphrase(keyring, sources, on_wrong=on_wrong)

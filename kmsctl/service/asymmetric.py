@@ -1,6 +1,6 @@
 """Asymmetric and HMAC operations: Sign, Verify, GenerateMac, VerifyMac,
 GetPublicKey, GenerateDataKeyPair, GenerateDataKeyPairWithoutPlaintext,
-DeriveSharedSecret.
+DeriveSharedSecret (ML-KEM's Encapsulate and Decapsulate: ``kmsctl.service.kem``).
 
 Checks run in AWS's order: request fields (ValidationException), then the key
 (NotFound), its state (Disabled / KMSInvalidState), its usage and the
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kmsctl import errors as E
 from kmsctl import model
 from kmsctl._lazy import LazyModule
-from kmsctl.service.base import operation
+from kmsctl.service.base import USABLE, check_enum, operation
 from kmsctl.service.crypto import CryptoOps, _bytes, _context
 
 if TYPE_CHECKING:
@@ -24,18 +24,11 @@ if TYPE_CHECKING:
 else:
     A = LazyModule("kmsctl.crypto.asymmetric")
 
-_USABLE = ("Enabled",)
-_DRY_RUN = "The request would have succeeded, but the DryRun flag is set."
-
-
-def _enum(value: Any, field: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise E.validation_error(value, field, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
-    return str(value)
-
 
 def _check_message_type(algorithm: str, message_type: str, message: bytes) -> None:
-    """The MessageType rules of reference section 3.4."""
+    """AWS's MessageType rules: EXTERNAL_MU only with ML_DSA_SHAKE_256, which
+    takes no DIGEST; Ed25519 RAW, Ed25519ph DIGEST; a DIGEST or EXTERNAL_MU as
+    long as the algorithm's digest (a 64-byte mu)."""
     if message_type == "EXTERNAL_MU" and algorithm != "ML_DSA_SHAKE_256":
         raise E.ValidationException(f"MessageType EXTERNAL_MU is valid only with ML_DSA_SHAKE_256, not {algorithm}")
     if message_type == "DIGEST" and algorithm == "ML_DSA_SHAKE_256":
@@ -55,7 +48,7 @@ class AsymmetricOps(CryptoOps):
     # ----- helpers -----
     def _usable_key(self, ref: Any, usage: str, operation: str) -> dict[str, Any]:
         key = self._key(ref)
-        self._require_state(key, _USABLE)
+        self._require_state(key, USABLE)
         self._require_usage(key, usage, operation)
         return key
 
@@ -69,8 +62,8 @@ class AsymmetricOps(CryptoOps):
 
     def _signing(self, KeyId: Any, Message: Any, MessageType: Any, SigningAlgorithm: Any, op: str) -> Any:
         message = _bytes(Message, "Message", 1, model.PLAINTEXT_MAX)
-        message_type = _enum("RAW" if MessageType is None else MessageType, "messageType", model.MESSAGE_TYPES)
-        algorithm = _enum(SigningAlgorithm, "signingAlgorithm", model.SIGNING_ALGORITHMS)
+        message_type = check_enum("RAW" if MessageType is None else MessageType, "messageType", model.MESSAGE_TYPES)
+        algorithm = check_enum(SigningAlgorithm, "signingAlgorithm", model.SIGNING_ALGORITHMS)
         key = self._usable_key(KeyId, "SIGN_VERIFY", op)
         self._check_algorithm(key, algorithm)
         _check_message_type(algorithm, message_type, message)
@@ -78,7 +71,7 @@ class AsymmetricOps(CryptoOps):
 
     def _mac_key(self, KeyId: Any, Message: Any, MacAlgorithm: Any, op: str) -> tuple[dict[str, Any], bytes, str]:
         message = _bytes(Message, "Message", 1, model.PLAINTEXT_MAX)
-        algorithm = _enum(MacAlgorithm, "macAlgorithm", model.MAC_ALGORITHMS)
+        algorithm = check_enum(MacAlgorithm, "macAlgorithm", model.MAC_ALGORITHMS)
         key = self._usable_key(KeyId, "GENERATE_VERIFY_MAC", op)
         self._check_algorithm(key, algorithm)
         return key, message, algorithm
@@ -97,7 +90,7 @@ class AsymmetricOps(CryptoOps):
     ) -> dict[str, Any]:
         key, message, message_type, algorithm = self._signing(KeyId, Message, MessageType, SigningAlgorithm, "Sign")
         if DryRun:
-            raise E.DryRunOperationException(_DRY_RUN)
+            raise E.DryRunOperationException()
         try:
             signature = A.sign(self._key_secret(key), algorithm, message_type, message)
         except A.NotAvailable as exc:
@@ -119,7 +112,7 @@ class AsymmetricOps(CryptoOps):
         signature = _bytes(Signature, "Signature", 1, model.CIPHERTEXT_MAX)
         key, message, message_type, algorithm = self._signing(KeyId, Message, MessageType, SigningAlgorithm, "Verify")
         if DryRun:
-            raise E.DryRunOperationException(_DRY_RUN)
+            raise E.DryRunOperationException()
         try:
             valid = A.verify(self._key_secret(key), algorithm, message_type, message, signature)
         except A.NotAvailable as exc:
@@ -144,7 +137,7 @@ class AsymmetricOps(CryptoOps):
     ) -> dict[str, Any]:
         key, message, algorithm = self._mac_key(KeyId, Message, MacAlgorithm, "GenerateMac")
         if DryRun:
-            raise E.DryRunOperationException(_DRY_RUN)
+            raise E.DryRunOperationException()
         mac = A.hmac(self._key_secret(key), algorithm, message)
         return {"Mac": mac, "MacAlgorithm": algorithm, "KeyId": self.key_arn(key["KeyId"])}
 
@@ -162,7 +155,7 @@ class AsymmetricOps(CryptoOps):
         mac = _bytes(Mac, "Mac", 1, model.CIPHERTEXT_MAX)
         key, message, algorithm = self._mac_key(KeyId, Message, MacAlgorithm, "VerifyMac")
         if DryRun:
-            raise E.DryRunOperationException(_DRY_RUN)
+            raise E.DryRunOperationException()
         if not A.hmac_verify(self._key_secret(key), algorithm, message, mac):
             raise E.KMSInvalidMacException(f"The MAC does not verify with {self.key_arn(key['KeyId'])} and {algorithm}")
         return {"KeyId": self.key_arn(key["KeyId"]), "MacValid": True, "MacAlgorithm": algorithm}
@@ -176,7 +169,7 @@ class AsymmetricOps(CryptoOps):
             raise E.UnsupportedOperationException(
                 f"{self.key_arn(key['KeyId'])} is a {spec} key; GetPublicKey needs an asymmetric key"
             )
-        self._require_state(key, _USABLE)
+        self._require_state(key, USABLE)
         out: dict[str, Any] = {
             "KeyId": self.key_arn(key["KeyId"]),
             "PublicKey": A.public_key_der(self._key_secret(key)),
@@ -190,7 +183,7 @@ class AsymmetricOps(CryptoOps):
 
     # ----- data key pairs -----
     def _data_key_pair(self, KeyId: Any, KeyPairSpec: Any, EncryptionContext: Any, DryRun: Any) -> dict[str, Any]:
-        spec = _enum(KeyPairSpec, "keyPairSpec", model.DATA_KEY_PAIR_SPECS)
+        spec = check_enum(KeyPairSpec, "keyPairSpec", model.DATA_KEY_PAIR_SPECS)
         context = _context(EncryptionContext)
         key = self._encryption_key(KeyId, None)
         if key["KeySpec"] != "SYMMETRIC_DEFAULT":
@@ -199,8 +192,10 @@ class AsymmetricOps(CryptoOps):
             )
         if spec == "SM2":
             raise E.UnsupportedOperationException("KeyPairSpec SM2 is offered only in AWS China Regions, not by kmsctl")
+        if why := A.unavailable(spec):
+            raise E.UnsupportedOperationException(why)
         if DryRun:
-            raise E.DryRunOperationException(_DRY_RUN)
+            raise E.DryRunOperationException()
         private, public = A.generate_key_pair(spec)
         ciphertext, material_id = self._seal(key, private, context)
         return {
@@ -253,7 +248,7 @@ class AsymmetricOps(CryptoOps):
         DryRun: bool = False,
         Recipient: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        algorithm = _enum(KeyAgreementAlgorithm, "keyAgreementAlgorithm", model.KEY_AGREEMENT_ALGORITHMS)
+        algorithm = check_enum(KeyAgreementAlgorithm, "keyAgreementAlgorithm", model.KEY_AGREEMENT_ALGORITHMS)
         peer = _bytes(PublicKey, "PublicKey", 1, 8192)
         if Recipient is not None:
             raise E.UnsupportedOperationException("Recipient (Nitro Enclaves attestation) is not available locally")
@@ -266,7 +261,7 @@ class AsymmetricOps(CryptoOps):
         except A.InvalidKeyData as exc:
             raise E.ValidationException(f"PublicKey is invalid: {exc}") from None
         if DryRun:
-            raise E.DryRunOperationException(_DRY_RUN)
+            raise E.DryRunOperationException()
         try:
             secret = A.ecdh(self._key_secret(key), peer)
         except A.InvalidKeyData as exc:

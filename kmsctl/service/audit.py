@@ -18,13 +18,11 @@ import functools
 import os
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kmsctl import errors as E
-from kmsctl.keyring.audit import AuditTrail, event_time_text
-
-if TYPE_CHECKING:
-    from kmsctl.keyring.keyring import Keyring
+from kmsctl.keyring.audit import event_time_text
+from kmsctl.text import without_surrogates
 
 EVENT_VERSION = "1.08"
 EVENT_SOURCE = "kms.amazonaws.com"
@@ -34,7 +32,7 @@ READ_ONLY = frozenset(
         "DescribeKey", "ListKeys", "ListAliases", "ListResourceTags", "GetKeyRotationStatus", "ListKeyRotations",
         "Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "GenerateRandom",
         "Sign", "Verify", "GenerateMac", "VerifyMac", "GetPublicKey", "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret",
+        "GenerateDataKeyPairWithoutPlaintext", "DeriveSharedSecret", "Encapsulate", "Decapsulate",
     }
 )  # fmt: skip
 _KEY_FIELDS = ("KeyId", "TargetKeyId", "DestinationKeyId", "SourceKeyId")
@@ -44,11 +42,9 @@ _OPAQUE = frozenset(
     {
         "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
         "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
-        "passphrase", "sessiontoken",
+        "passphrase", "sessiontoken", "sharedsecretciphertextblob",
     }
 )  # fmt: skip
-# parameters that are not operations' own but appear in records (Unlock, AuditPrune)
-_OWN_PARAMETERS = frozenset({"ttlSeconds", "before"})
 
 
 def _camel(name: str) -> str:
@@ -62,14 +58,14 @@ def _safe(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items()}
+        return {without_surrogates(str(k)): _safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_safe(v) for v in value[:100]]
-    if isinstance(value, str) and len(value) > _MAX_VALUE:
-        return value[:_MAX_VALUE] + "…"
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):  # text that was not UTF-8 is kept escaped: the record must encode
+        return without_surrogates(value[:_MAX_VALUE] + "…" if len(value) > _MAX_VALUE else value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
-    return str(value)
+    return without_surrogates(str(value))
 
 
 def _length(value: Any) -> dict[str, Any]:
@@ -89,7 +85,7 @@ def _parameters() -> frozenset[str]:
 
     from kmsctl.service import LocalKMS
 
-    names = set(_OWN_PARAMETERS)
+    names: set[str] = set()
     for attr in dir(LocalKMS):
         fn = getattr(LocalKMS, attr)
         if hasattr(fn, "operation_name"):
@@ -107,7 +103,7 @@ def _elements(data: dict[str, Any] | None, *, unknown_opaque: bool = False) -> d
         hidden = str(k).lower() in _OPAQUE or (
             unknown_opaque and k not in _parameters() and not isinstance(v, (bool, int, float, datetime, type(None)))
         )
-        out[_camel(str(k))] = _length(v) if hidden else _safe(v)
+        out[without_surrogates(_camel(str(k)))] = _length(v) if hidden else _safe(v)
     return out
 
 
@@ -153,7 +149,9 @@ def build_event(
         "requestID": str(uuid.uuid4()),
         "eventID": str(uuid.uuid4()),
         "readOnly": name in READ_ONLY,
-        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": key_arn}] if key_arn else [],
+        "resources": [{"accountId": account, "type": "AWS::KMS::Key", "ARN": without_surrogates(key_arn)}]
+        if key_arn
+        else [],
         "eventType": "AwsApiCall",
         "managementEvent": True,
         "recipientAccountId": account,
@@ -161,21 +159,8 @@ def build_event(
     }
     if error is not None:
         event["errorCode"] = error.code
-        event["errorMessage"] = error.message
+        event["errorMessage"] = without_surrogates(error.message)
     return event
-
-
-def record_keyring_event(
-    keyring: Keyring, name: str, when: float, error: E.KMSError | None = None, request: dict[str, Any] | None = None
-) -> None:
-    """A record for a keyring command outside the KMS API (Unlock, Lock,
-    ChangePassphrase): chained if the keyring is unlocked, pending if not."""
-    trail = AuditTrail(keyring.db, keyring.derive(b"audit") if keyring.unlocked else None)
-    event = build_event(
-        name, request or {}, None, error, when=when, region=keyring.region, account=keyring.account, key_arn=None
-    )
-    with keyring.db.write():
-        trail.append(event, when)
 
 
 def key_of(kms: Any, request: dict[str, Any], response: dict[str, Any] | None) -> str | None:

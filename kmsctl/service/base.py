@@ -17,7 +17,7 @@ from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND
 from kmsctl.keyring.store import as_blob, dumps
 from kmsctl.service.dispatch import Clock, DispatchBase, Observer, operation
 
-__all__ = ["DAY", "KEY_ROW", "Clock", "LocalKMSBase", "Observer", "operation", "to_datetime"]
+__all__ = ["DAY", "KEY_ROW", "USABLE", "Clock", "LocalKMSBase", "Observer", "check_enum", "operation", "to_datetime"]
 
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -26,6 +26,7 @@ _ARN_RE = re.compile(r"arn:(aws[a-z-]*):kms:([^:]*):([^:]*):(key|alias)/(.+)")
 
 
 DAY = 86400.0
+USABLE = ("Enabled",)  # the states in which a key's material may be used
 # the key columns _verify_key_row takes, in its order
 KEY_ROW = "key_state, key_spec, deletion_date, next_rotation, doc, mac"
 
@@ -44,6 +45,13 @@ def _columns(doc: dict[str, Any]) -> tuple[Any, ...]:
 
 def to_datetime(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def check_enum(value: Any, field: str, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed``, else AWS's ValidationException."""
+    if value not in allowed:
+        raise E.validation_error(value, field, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+    return str(value)
 
 
 class LocalKMSBase(DispatchBase):
@@ -115,8 +123,11 @@ class LocalKMSBase(DispatchBase):
 
     def _parse_ref(self, ref: Any, field: str = "keyId") -> tuple[str, str]:
         """-> ("key", id) or ("alias", "alias/name")."""
-        if not isinstance(ref, str) or not 1 <= len(ref) <= 2048:
-            raise E.validation_error(ref, field, "Member must have length between 1 and 2048")
+        if not isinstance(ref, str):
+            raise E.validation_error(ref, field, "Member must be a string")
+        if not 1 <= len(ref) <= 2048:
+            bound = "greater than or equal to 1" if not ref else "less than or equal to 2048"
+            raise E.validation_error(ref, field, f"Member must have length {bound}")
         if ref.startswith("arn:"):
             m = _ARN_RE.fullmatch(ref)
             if not m:
@@ -142,6 +153,11 @@ class LocalKMSBase(DispatchBase):
             value = alias["TargetKeyId"]
         doc = self._load_key(value)
         if doc is None:
+            if kind == "key" and not ref.startswith("arn:") and not _UUID_RE.fullmatch(value):
+                # a bare word is not a key ID: echo it as typed, as AWS does, and
+                # point at the alias the user most likely meant
+                hint = f"did you mean alias/{value}?" if self._alias("alias/" + value) is not None else None
+                raise E.NotFoundException(f"Invalid keyId {ref}", hint=hint)
             raise E.NotFoundException(f"Key '{self.key_arn(value)}' does not exist")
         return doc
 
@@ -200,7 +216,8 @@ class LocalKMSBase(DispatchBase):
 
     # ----- states -----
     def _require_state(self, doc: dict[str, Any], allowed: tuple[str, ...]) -> None:
-        """Raise the error the reference's operation x state table gives."""
+        """Raise AWS's error for a key whose state the operation does not
+        allow: DisabledException when disabled, KMSInvalidStateException otherwise."""
         state = doc["KeyState"]
         if state in allowed:
             return

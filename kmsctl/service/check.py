@@ -54,7 +54,7 @@ class CheckOps(LocalKMSBase):
                 if doc.get(field) and (key_id, doc[field]) not in materials:
                     missing = f"names key material {doc[field][:12]}…, which is missing"
                     raise E.IntegrityError(f"{path}: key {key_id} {missing}")
-        checked, problem = self.trail().verify()
+        checked, problem = self._audit_trail().verify()
         if problem:
             raise E.IntegrityError(f"audit trail: {problem} ({checked} records before it verify)")
         return {

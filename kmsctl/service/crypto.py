@@ -10,14 +10,12 @@ from kmsctl import model
 from kmsctl._lazy import LazyModule
 from kmsctl.crypto import blob
 from kmsctl.crypto.primitives import AuthenticationFailed, random_bytes
-from kmsctl.service.base import LocalKMSBase, operation
+from kmsctl.service.base import USABLE, LocalKMSBase, check_enum, operation
 
 if TYPE_CHECKING:
     from kmsctl.crypto import asymmetric
 else:
     asymmetric = LazyModule("kmsctl.crypto.asymmetric")
-
-_USABLE = ("Enabled",)
 
 
 def _bytes(value: Any, field: str, lo: int, hi: int) -> bytes:
@@ -25,7 +23,12 @@ def _bytes(value: Any, field: str, lo: int, hi: int) -> bytes:
         raise E.ValidationException(f"{field} must be bytes")
     data = bytes(value)
     if not lo <= len(data) <= hi:
-        raise E.validation_error("...", field[0].lower() + field[1:], f"Member must have length between {lo} and {hi}")
+        # AWS's wording for a blob member: no value quoted, one bound named
+        bound = f"greater than or equal to {lo}" if len(data) < lo else f"less than or equal to {hi}"
+        raise E.ValidationException(
+            f"1 validation error detected: Value at '{field[0].lower() + field[1:]}' failed to satisfy "
+            f"constraint: Member must have length {bound}"
+        )
     return data
 
 
@@ -38,8 +41,14 @@ def _context(ctx: Any, field: str = "EncryptionContext") -> dict[str, str] | Non
 
 
 def _number_of_bytes(value: Any, field: str = "numberOfBytes") -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= model.NUMBER_OF_BYTES_MAX:
+    if not isinstance(value, int) or isinstance(value, bool):
         raise E.validation_error(value, field, f"Member must have value between 1 and {model.NUMBER_OF_BYTES_MAX}")
+    if value < 1:
+        raise E.validation_error(value, field, "Member must have value greater than or equal to 1")
+    if value > model.NUMBER_OF_BYTES_MAX:
+        raise E.validation_error(
+            value, field, f"Member must have value less than or equal to {model.NUMBER_OF_BYTES_MAX}"
+        )
     return value
 
 
@@ -47,15 +56,11 @@ class CryptoOps(LocalKMSBase):
     # ----- helpers shared by the operations -----
     def _encryption_key(self, ref: Any, algorithm: Any) -> dict[str, Any]:
         key = self._key(ref)
-        self._require_state(key, _USABLE)
+        self._require_state(key, USABLE)
         self._require_usage(key, "ENCRYPT_DECRYPT", "this operation")
         allowed = model.SPEC_USAGES[key["KeySpec"]]["ENCRYPT_DECRYPT"]
-        if algorithm is not None and algorithm not in model.ENCRYPTION_ALGORITHMS:
-            raise E.validation_error(
-                algorithm,
-                "encryptionAlgorithm",
-                f"Member must satisfy enum value set: [{', '.join(model.ENCRYPTION_ALGORITHMS)}]",
-            )
+        if algorithm is not None:
+            check_enum(algorithm, "encryptionAlgorithm", model.ENCRYPTION_ALGORITHMS)
         if (algorithm or allowed[0]) not in allowed:
             raise E.InvalidKeyUsageException(
                 f"Algorithm {algorithm} is not valid for {self.key_arn(key['KeyId'])}; use one of {', '.join(allowed)}"
@@ -92,7 +97,7 @@ class CryptoOps(LocalKMSBase):
             raise E.InvalidCiphertextException(
                 f"The ciphertext refers to key {self.key_arn(parsed.key_id)}, which does not exist in this keyring"
             )
-        self._require_state(key, _USABLE)
+        self._require_state(key, USABLE)
         self._require_usage(key, "ENCRYPT_DECRYPT", "Decrypt")
         secret = self._material_secret(parsed.key_id, parsed.material_id)
         if secret is None:
@@ -176,7 +181,7 @@ class CryptoOps(LocalKMSBase):
         if key["KeySpec"] != "SYMMETRIC_DEFAULT":
             algorithm = self._rsa_algorithm(key, EncryptionAlgorithm, context, "EncryptionContext")
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         if algorithm != "SYMMETRIC_DEFAULT":
             ciphertext = self._rsa_encrypt(key, algorithm, plaintext)
         else:
@@ -204,11 +209,11 @@ class CryptoOps(LocalKMSBase):
                 data, KeyId, EncryptionAlgorithm, EncryptionContext, ("KeyId", "EncryptionContext")
             )
             if DryRun:
-                raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+                raise E.DryRunOperationException()
             return {"KeyId": self.key_arn(key["KeyId"]), "Plaintext": plaintext, "EncryptionAlgorithm": algorithm}
         key, plaintext, material_id = self._unseal(data, _context(EncryptionContext), KeyId, "keyId")
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         return {
             "KeyId": self.key_arn(key["KeyId"]),
             "Plaintext": plaintext,
@@ -253,7 +258,7 @@ class CryptoOps(LocalKMSBase):
                 dest, DestinationEncryptionAlgorithm, dest_context, "DestinationEncryptionContext"
             )
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         if dest_algorithm != "SYMMETRIC_DEFAULT":
             ciphertext = self._rsa_encrypt(dest, dest_algorithm, plaintext)
         else:
@@ -273,9 +278,7 @@ class CryptoOps(LocalKMSBase):
         if (KeySpec is None) == (NumberOfBytes is None):
             raise E.ValidationException("Please specify either number of bytes or key spec.")
         if KeySpec is not None:
-            if KeySpec not in model.DATA_KEY_SPECS:
-                raise E.validation_error(KeySpec, "keySpec", "Member must satisfy enum value set: [AES_256, AES_128]")
-            size = model.DATA_KEY_SPECS[KeySpec]
+            size = model.DATA_KEY_SPECS[check_enum(KeySpec, "keySpec", tuple(model.DATA_KEY_SPECS))]
         else:
             size = _number_of_bytes(NumberOfBytes)
         ctx = _context(context)
@@ -306,7 +309,7 @@ class CryptoOps(LocalKMSBase):
     ) -> dict[str, Any]:
         out = self._data_key(KeyId, KeySpec, NumberOfBytes, EncryptionContext)
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         return out
 
     @operation("GenerateDataKeyWithoutPlaintext")
@@ -322,7 +325,7 @@ class CryptoOps(LocalKMSBase):
     ) -> dict[str, Any]:
         out = self._data_key(KeyId, KeySpec, NumberOfBytes, EncryptionContext)
         if DryRun:
-            raise E.DryRunOperationException("The request would have succeeded, but the DryRun flag is set.")
+            raise E.DryRunOperationException()
         del out["Plaintext"]
         return out
 

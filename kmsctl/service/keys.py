@@ -11,17 +11,11 @@ from typing import Any
 from kmsctl import errors as E
 from kmsctl import model
 from kmsctl.crypto import keygen
-from kmsctl.service.base import DAY, KEY_ROW, LocalKMSBase, operation, to_datetime
+from kmsctl.service.base import DAY, KEY_ROW, LocalKMSBase, check_enum, operation, to_datetime
 from kmsctl.service.tags import validate_tags
 
 MAX_KEYS = 100_000
 POLICY_MAX = 32768
-
-
-def _enum(value: Any, field: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise E.validation_error(value, field, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
-    return str(value)
 
 
 def _description(value: Any) -> str:
@@ -51,7 +45,7 @@ class KeyOps(LocalKMSBase):
     ) -> dict[str, Any]:
         if KeySpec and CustomerMasterKeySpec and KeySpec != CustomerMasterKeySpec:
             raise E.ValidationException("KeySpec and CustomerMasterKeySpec are both given and differ")
-        spec = _enum(KeySpec or CustomerMasterKeySpec or "SYMMETRIC_DEFAULT", "keySpec", model.KEY_SPECS)
+        spec = check_enum(KeySpec or CustomerMasterKeySpec or "SYMMETRIC_DEFAULT", "keySpec", model.KEY_SPECS)
         if spec == "SM2":
             raise E.UnsupportedOperationException("KeySpec SM2 is offered only in AWS China Regions, not by kmsctl")
         usages = model.SPEC_USAGES[spec]
@@ -59,18 +53,20 @@ class KeyOps(LocalKMSBase):
             if spec != "SYMMETRIC_DEFAULT":
                 raise E.ValidationException(f"KeyUsage is required for KeySpec {spec}: one of {', '.join(usages)}")
             KeyUsage = "ENCRYPT_DECRYPT"
-        usage = _enum(KeyUsage, "keyUsage", model.KEY_USAGES)
+        usage = check_enum(KeyUsage, "keyUsage", model.KEY_USAGES)
         if usage not in usages:
             raise E.ValidationException(
                 f"KeyUsage {usage} is not compatible with KeySpec {spec}; use one of {', '.join(usages)}"
             )
-        origin = _enum(Origin, "origin", model.ORIGINS)
+        origin = check_enum(Origin, "origin", model.ORIGINS)
         if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE") or CustomKeyStoreId or XksKeyId:
             raise E.UnsupportedOperationException("custom key stores are not available in a local keyring")
         if MultiRegion:
             raise E.UnsupportedOperationException("multi-Region keys are not available in a local keyring")
         if spec not in model.SUPPORTED_SPECS:
             raise E.UnsupportedOperationException(f"KeySpec {spec} is not supported by this kmsctl yet")
+        if why := keygen.unavailable(spec):
+            raise E.UnsupportedOperationException(why)
         description = _description(Description)
         tags = validate_tags(Tags or [])
         if len(tags) > model.TAGS_PER_KEY:
@@ -107,6 +103,13 @@ class KeyOps(LocalKMSBase):
     def describe_key(self, *, KeyId: str, GrantTokens: list[str] | None = None) -> dict[str, Any]:
         return {"KeyMetadata": self._metadata(self._key(KeyId))}
 
+    def key_metadata(self, KeyId: str) -> dict[str, Any]:
+        """DescribeKey's KeyMetadata, read for the client's own use: not
+        recorded when it succeeds (``internal_reads``). Local to kmsctl."""
+        with self.internal_reads():
+            out: dict[str, Any] = self.describe_key(KeyId=KeyId)["KeyMetadata"]
+        return out
+
     @operation("ListKeys")
     def list_keys(
         self,
@@ -122,9 +125,9 @@ class KeyOps(LocalKMSBase):
         limit = self._limit("ListKeys", Limit)
         after = self._unmarker("ListKeys", Marker, int) or 0
         if FilterKeyState is not None:
-            _enum(FilterKeyState, "keyState", model.KEY_STATES)
+            check_enum(FilterKeyState, "keyState", model.KEY_STATES)
         if FilterKeySpec is not None:
-            _enum(FilterKeySpec, "keySpec", model.KEY_SPECS)
+            check_enum(FilterKeySpec, "keySpec", model.KEY_SPECS)
         page, more = self._page(
             self._iter_keys(after, FilterKeyState, FilterKeySpec, FilterTag, FilterAliasPrefix), limit
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kmsctl import errors as E
-from kmsctl.service.base import DAY, LocalKMSBase, operation, to_datetime
+from kmsctl.service.base import DAY, LocalKMSBase, check_enum, operation, to_datetime
 
 ON_DEMAND_MAX = 25
 PERIOD_MIN, PERIOD_MAX, PERIOD_DEFAULT = 90, 2560, 365
@@ -78,7 +78,7 @@ class RotationOps(LocalKMSBase):
         key["OnDemandRotations"] = count + 1
         self._rotate(key, "ON_DEMAND", self.clock())
         self._save_key(key)
-        return {"KeyId": self.key_arn(key["KeyId"])}
+        return {"KeyId": key["KeyId"]}  # the bare key ID, as AWS answers (not the ARN)
 
     @operation("ListKeyRotations")
     def list_key_rotations(
@@ -90,10 +90,7 @@ class RotationOps(LocalKMSBase):
         Marker: str | None = None,
     ) -> dict[str, Any]:
         include = IncludeKeyMaterial or "ROTATIONS_ONLY"
-        if include not in ("ROTATIONS_ONLY", "ALL_KEY_MATERIAL"):
-            raise E.validation_error(
-                include, "includeKeyMaterial", "Member must satisfy enum value set: [ROTATIONS_ONLY, ALL_KEY_MATERIAL]"
-            )
+        check_enum(include, "includeKeyMaterial", ("ROTATIONS_ONLY", "ALL_KEY_MATERIAL"))
         limit = self._limit("ListKeyRotations", Limit)
         after = self._unmarker("ListKeyRotations", Marker, int) or 0
         if include == "ROTATIONS_ONLY":

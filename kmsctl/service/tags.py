@@ -35,14 +35,28 @@ def validate_tags(tags: Any) -> dict[str, str]:
 
 
 def _validate_alias_name(name: Any) -> str:
-    if not isinstance(name, str) or not 1 <= len(name) <= model.ALIAS_NAME_MAX:
-        raise E.validation_error(name, "aliasName", f"Member must have length between 1 and {model.ALIAS_NAME_MAX}")
+    """AWS's checks, in AWS's order: the API model's length and pattern
+    (botocore's AliasNameType, which allows ':'), then the service's own rules:
+    the alias/ prefix, no ':' (letters, digits, '/', '_' and '-' only), and the
+    reserved alias/aws/."""
+    if not isinstance(name, str):
+        raise E.validation_error(name, "aliasName", "Member must be a string")
+    if not 1 <= len(name) <= model.ALIAS_NAME_MAX:
+        bound = "greater than or equal to 1" if not name else f"less than or equal to {model.ALIAS_NAME_MAX}"
+        raise E.validation_error(name, "aliasName", f"Member must have length {bound}")
     if not _ALIAS_RE.fullmatch(name):
         raise E.validation_error(
             name, "aliasName", "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
         )
-    if not name.startswith("alias/") or len(name) == len("alias/"):
-        raise E.InvalidAliasNameException(f'Alias name {name!r} must start with the prefix "alias/" and name something')
+    if not name.startswith("alias/"):
+        raise E.ValidationException(
+            'Alias must start with the prefix "alias/". Please see '
+            "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+        )
+    if ":" in name:
+        raise E.ValidationException(f"{name} contains invalid characters for an alias")
+    if len(name) == len("alias/"):
+        raise E.InvalidAliasNameException(f"Alias name {name!r} names nothing after the prefix alias/")
     if name.startswith("alias/aws/"):
         raise E.InvalidAliasNameException(
             f"Alias name {name!r}: the prefix alias/aws/ is reserved for AWS managed keys"
