@@ -190,4 +190,4 @@ class App:
                 unlocker=lambda: do_unlock(keyring, self.sources(), self.clock(), kms.record_failed_try),
             )
             self._kms = kms
-        return kms
+        return self._kms

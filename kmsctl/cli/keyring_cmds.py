@@ -103,6 +103,9 @@ def init(app: App, pass_file: str | None, no_passphrase: bool, region: str, acco
         raise AlreadyExistsException(
             f"a keyring already exists at {kr.db_path(app.home)}", hint="use it, or pick another --home"
         )
+    from kmsctl.keyring.home import check_path
+
+    check_path(app.home, "the keyring folder")  # refused before any passphrase is asked for
     passphrase: bytes | None = None
     if not no_passphrase:
         sources = app.sources()
