@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "seal": "kmsctl.cli.seal:seal",
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",
+    "principal": "kmsctl.cli.principals:principal",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",
@@ -182,6 +183,20 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     "--debug", is_flag=True, envvar="KMSCTL_DEBUG", help="Tracebacks for unexpected errors [env KMSCTL_DEBUG]."
 )
 @click.option(
+    "--principal",
+    envvar="KMSCTL_PRINCIPAL",
+    metavar="P",
+    help="Act as principal P (NAME, user/NAME, role/NAME or an ARN) to try policies; default the account root "
+    "[env KMSCTL_PRINCIPAL].",
+)
+@click.option(
+    "--grant-token",
+    "grant_tokens",
+    multiple=True,
+    metavar="T",
+    help="A grant token, passed as GrantTokens to the operations that take them; repeatable.",
+)
+@click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
 @click.pass_context
@@ -193,6 +208,8 @@ def cli(
     quiet: bool,
     passphrase_file: str | None,
     debug: bool,
+    principal: str | None,
+    grant_tokens: tuple[str, ...],
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
 
@@ -222,6 +239,8 @@ def cli(
         quiet=quiet,
         passphrase_file=passphrase_file,
         debug=debug,
+        principal=principal or None,
+        grant_tokens=list(grant_tokens),
     )
 
 

@@ -35,6 +35,8 @@ class App:
         clock: Callable[[], float] = time.time,
         prompt: Callable[[str], str] | None = None,
         flags: Mapping[str, Any] | None = None,
+        principal: str | None = None,
+        grant_tokens: list[str] | None = None,
     ) -> None:
         self.home = home
         # None: not given on the command line; resolved from the environment,
@@ -51,6 +53,9 @@ class App:
         self.prompt = prompt
         self._keyring: Keyring | None = None
         self._kms: LocalKMS | None = None
+        self.principal = principal  # --principal: act as this principal (access control)
+        self.grant_tokens = grant_tokens or []
+        self.dry_run = False  # --dry-run on an operation that takes DryRun
 
     @classmethod
     def from_options(cls, *, home: str | None, **kwargs: Any) -> App:
@@ -146,4 +151,7 @@ class App:
             self._kms = LocalKMS(
                 keyring, clock=self.clock, unlocker=lambda: do_unlock(keyring, self.sources(), self.clock())
             )
+            self._kms.act_as(self.principal)
+            self._kms.grant_tokens = self.grant_tokens
+            self._kms.dry_run = self.dry_run
         return self._kms

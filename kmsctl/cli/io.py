@@ -89,7 +89,8 @@ def key_id_for_management(app: App, ref: str) -> str:
     KEY (cli.md section 2), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
         meta: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
-        return str(meta["KeyId"])
+        # another account's principal must name the key by ARN (a key ID resolves in its own account)
+        return str(meta["Arn"] if app.principal else meta["KeyId"])
     return ref
 
 

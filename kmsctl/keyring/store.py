@@ -21,7 +21,7 @@ from typing import Any
 from kmsctl.errors import IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -87,6 +87,30 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX audit_event ON audit(event_name, seq);
     CREATE INDEX audit_time ON audit(event_time);
     CREATE TABLE audit_pending (id INTEGER PRIMARY KEY, event_time REAL NOT NULL, record BLOB NOT NULL);
+    """,
+    # 4: access control (kmsctl/service/access.py, docs/POLICY.md): IAM
+    # principals with their identity policy, their access keys (the secret
+    # sealed), and grants; every doc MACed like a key's. Key policies live in
+    # the key document (absent: the default key policy).
+    4: """
+    CREATE TABLE principals (arn TEXT PRIMARY KEY, doc BLOB NOT NULL, mac BLOB NOT NULL);
+    CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        arn TEXT NOT NULL,
+        doc BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        sealed BLOB NOT NULL
+    );
+    CREATE INDEX access_keys_arn ON access_keys(arn);
+    CREATE TABLE grants (
+        grant_id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        retiring TEXT,
+        doc BLOB NOT NULL,
+        mac BLOB NOT NULL
+    );
+    CREATE INDEX grants_key ON grants(key_id);
+    CREATE INDEX grants_retiring ON grants(retiring) WHERE retiring IS NOT NULL;
     """,
 }
 

@@ -44,7 +44,7 @@ _OPAQUE = frozenset(
     {
         "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
         "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
-        "passphrase", "sessiontoken",
+        "passphrase", "sessiontoken", "secretaccesskey", "granttoken",
     }
 )  # fmt: skip
 # parameters that are not operations' own but appear in records (Unlock, AuditPrune)
@@ -61,8 +61,8 @@ def _safe(value: Any) -> Any:
         return {"length": len(bytes(value))}
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dict):
-        return {str(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, dict):  # nested secrets too (AccessKey.SecretAccessKey)
+        return {str(k): _length(v) if str(k).lower() in _OPAQUE else _safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_safe(v) for v in value[:100]]
     if isinstance(value, str) and len(value) > _MAX_VALUE:

@@ -4,8 +4,8 @@ Operations are methods named like boto3's (``schedule_key_deletion``) taking
 AWS's keyword arguments and returning AWS's response dicts. Each is declared
 with ``@operation``; ``DispatchBase._dispatch`` then does, in order: argument
 checking, unlocking the keyring if the operation needs it, the due work of
-time (deletions, rotations), the operation in its transaction, and one audit
-record, successful or not. Access checks attach here too.
+time (deletions, rotations), the access check (``kmsctl.service.access``) and
+the operation in one transaction, and one audit record, successful or not.
 """
 
 from __future__ import annotations
@@ -118,16 +118,19 @@ class DispatchBase:
                 sig.bind(self, **kwargs)
             except TypeError as exc:
                 raise E.ValidationException(f"{name}: {exc}") from None
+            kwargs = self._client_defaults(sig, kwargs)
             if unlock:
                 self._ensure_unlocked()
             if not maintenance and self.keyring.unlocked and not self.db.in_transaction:
                 self._due_work(dry_run=False)  # an outer transaction did it already
             if writes:
                 with self.db.write():
+                    self._authorize(name, kwargs)  # in the same snapshot the operation sees
                     response = fn(self, **kwargs)
                     self._record(name, kwargs, response, None, when)  # in the change's own transaction
             else:
                 with self.db.read():
+                    self._authorize(name, kwargs)
                     response = fn(self, **kwargs)
                 self._record(name, kwargs, response, None, when)
             return response
@@ -162,6 +165,7 @@ class DispatchBase:
             account=self.account,
             key_arn=key_of(self, request, response),
         )
+        self._annotate(event, error)  # the acting principal, the action refused
         if self.db.in_transaction and (error is not None or not self.db.in_write_transaction):
             # a failure inside the caller's transaction, which may still roll
             # back, or any record inside a read snapshot: written after it ends
@@ -191,6 +195,17 @@ class DispatchBase:
         for event, when in deferred:
             with suppress(E.KMSError):
                 self._append(event, when)
+
+    # ----- access control (kmsctl.service.access overrides these) -----
+    def _client_defaults(self, sig: inspect.Signature, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The client's own defaults for a request (grant tokens, dry run)."""
+        return kwargs
+
+    def _authorize(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Raise AccessDeniedException unless the caller may make this request."""
+
+    def _annotate(self, event: dict[str, Any], error: E.KMSError | None) -> None:
+        """Add the caller's identity to an audit event."""
 
     # ----- provided by LocalKMSBase -----
     def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
