@@ -52,6 +52,7 @@ COMMANDS: dict[str, str] = {
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",
     "principal": "kmsctl.cli.principals:principal",
+    "policy": "kmsctl.cli.policy_cmds:policy",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",

@@ -52,6 +52,15 @@ def show_key(app: App, metadata: dict[str, Any]) -> None:
     type=AwsChoice(["AWS_KMS", "EXTERNAL"]),
     help="EXTERNAL: key material to be imported.",
 )
+@click.option(
+    "--policy", "policy_file", metavar="FILE", help="The key policy, from FILE; default AWS's default policy."
+)
+@click.option(
+    "--bypass-policy-lockout-safety-check",
+    "bypass",
+    is_flag=True,
+    help="Accept a --policy that would not let you change it later.",
+)
 @click.pass_obj
 def create(
     app: App,
@@ -61,6 +70,8 @@ def create(
     alias_name: str | None,
     tags: tuple[str, ...],
     origin: str,
+    policy_file: str | None,
+    bypass: bool,
 ) -> None:
     """Create a KMS key (CreateKey).
 
@@ -74,6 +85,12 @@ def create(
         args["KeyUsage"] = key_usage
     if tags:
         args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in parse_pairs(tags, "--tag").items()]
+    if policy_file:
+        from kmsctl.cli.principals import read_policy
+
+        args["Policy"] = read_policy(policy_file)
+    if bypass:
+        args["BypassPolicyLockoutSafetyCheck"] = True
     kms = app.kms()
     with kms.transaction():  # the key and its alias land together or not at all
         metadata = kms.create_key(**args)["KeyMetadata"]

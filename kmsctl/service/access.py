@@ -161,10 +161,14 @@ class AccessBase(LocalKMSBase):
             else:
                 self._ensure_unlocked()
                 with self.db.read():
-                    doc = self._find_principal(ref)
-                kind = {"user": "IAMUser", "role": "Role"}.get(doc["Kind"], "Root")
-                self._caller = Caller(doc["Arn"], doc["Account"], kind, doc.get("Tags", {}), **transport)
+                    self._caller = self.caller_for(ref, **transport)
         return self._caller
+
+    def caller_for(self, ref: str, **transport: Any) -> Caller:
+        """A principal of the keyring (or an account root) as a caller."""
+        doc = self._find_principal(ref)
+        kind = {"user": "IAMUser", "role": "Role"}.get(doc["Kind"], "Root")
+        return Caller(doc["Arn"], doc["Account"], kind, doc.get("Tags", {}), **transport)
 
     def _find_principal(self, ref: str) -> dict[str, Any]:
         """A principal by name or ARN: the keyring's account first, then a name unique among the others."""
@@ -308,16 +312,18 @@ class AccessBase(LocalKMSBase):
         resource: str | None = None,
         grants: bool = True,
         extra: Mapping[str, Any] | None = None,
+        exact: bool = False,
         **request: Any,
     ) -> Decision | None:
         """The decision for ``caller`` (default: this client's) doing ``action`` on ``key``
         (None: an account-level action, or ``resource`` alone, judged by identity policies).
         ``request`` goes to ``kms_request_context`` (encryption_context, parameters,
         request_alias ...); ``extra`` sets condition keys outright. None means allowed
-        by the short path (the account root under the default key policy)."""
+        by the short path (the account root under the default key policy), which
+        ``exact`` (a simulation wants the reasons) turns off."""
         caller = caller or self.caller
         own_root = caller.is_root and caller.account == self.account
-        if own_root and not extra and (key is None or not key.get("Policy")):
+        if own_root and not exact and (key is None or not key.get("Policy")):
             return None
         identity = self.identity_policies(caller)
         policy = self.key_policy(key) if key is not None else None

@@ -207,6 +207,10 @@ class DispatchBase:
     def _annotate(self, event: dict[str, Any], error: E.KMSError | None) -> None:
         """Add the caller's identity to an audit event."""
 
+    def _check_key_policy(self, text: Any, key: dict[str, Any], bypass: Any) -> None:
+        """Validate a key policy for ``key`` (CreateKey, PutKeyPolicy)."""
+        raise NotImplementedError
+
     # ----- provided by LocalKMSBase -----
     def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:
         raise NotImplementedError
