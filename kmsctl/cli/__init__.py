@@ -53,6 +53,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "kmsctl.cli.seal:inspect",
     "principal": "kmsctl.cli.principals:principal",
     "policy": "kmsctl.cli.policy_cmds:policy",
+    "grant": "kmsctl.cli.grants:grant",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",
@@ -102,6 +103,32 @@ def _accept_output_options(command: click.Command) -> None:
     )
 
 
+# commands whose operation takes AWS's DryRun (grant create/retire/revoke declare --dry-run themselves)
+DRY_RUN_COMMANDS = frozenset(
+    "encrypt decrypt re-encrypt data-key data-key-pair sign verify hmac verify-mac derive-shared-secret".split()  # noqa: SIM905
+)
+
+
+def _late_dry_run(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(App).dry_run = True  # type: ignore[union-attr]
+
+
+def _accept_dry_run(command: click.Command) -> None:
+    """--dry-run: check that the caller may, and the request would succeed; do nothing."""
+    if any(p.name == "dry_run" for p in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["--dry-run"],
+            is_flag=True,
+            expose_value=False,
+            callback=_late_dry_run,
+            help="Only check that the request would succeed (DryRun): exit 0 and say so, or fail; nothing is done.",
+        )
+    )
+
+
 def _settings_first(command: click.Command) -> None:
     """Read config.toml once a command's options are parsed (so --help never
     reads it) and before its body runs: a broken file fails the command before
@@ -137,6 +164,8 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
         _accept_output_options(command)
+        if cmd_name in DRY_RUN_COMMANDS:
+            _accept_dry_run(command)
         from kmsctl.cli.complete import attach  # what TAB offers for KEY, enums, algorithms
 
         attach(command)
@@ -274,6 +303,8 @@ def run(args: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except KMSError as exc:
+        if exc.code == "DryRunOperationException":  # AWS's answer to a dry run that would succeed
+            return _fail("DryRunOperation", "the request would succeed; nothing was done (--dry-run)", 0)
         message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
         return _fail(exc.code, message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:

@@ -13,7 +13,7 @@ import click
 
 from kmsctl import model
 from kmsctl.cli.app import App
-from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.io import decode_blob, key_metadata, parse_pairs, read_input, write_binary
 from kmsctl.cli.options import AwsChoice
 from kmsctl.render import emit
 
@@ -55,7 +55,7 @@ def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None
     requires one for RSA keys, so for them the CLI fills it in."""
     if algorithm or not key:
         return algorithm
-    algorithms = app.kms().describe_key(KeyId=key)["KeyMetadata"].get("EncryptionAlgorithms") or []
+    algorithms = key_metadata(app, key).get("EncryptionAlgorithms") or []
     return str(algorithms[0]) if algorithms and algorithms[0] != "SYMMETRIC_DEFAULT" else None
 
 

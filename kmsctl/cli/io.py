@@ -84,11 +84,20 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * _UNITS[m.group(2)]
 
 
+def key_metadata(app: App, ref: str) -> dict[str, Any]:
+    """A key's metadata for filling in a default: DescribeKey, or, when acting as
+    another principal (--principal), a lookup that needs no kms:DescribeKey."""
+    if app.principal is None:
+        out: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
+        return out
+    return app.kms().peek_metadata(ref) or {"KeyId": ref, "Arn": ref}
+
+
 def key_id_for_management(app: App, ref: str) -> str:
     """AWS's management operations take a key ID or ARN only; the CLI takes any
     KEY (cli.md section 2), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
-        meta: dict[str, Any] = app.kms().describe_key(KeyId=ref)["KeyMetadata"]
+        meta = key_metadata(app, ref)
         # another account's principal must name the key by ARN (a key ID resolves in its own account)
         return str(meta["Arn"] if app.principal else meta["KeyId"])
     return ref

@@ -7,6 +7,7 @@ from kmsctl import errors
 from kmsctl.service.asymmetric import AsymmetricOps
 from kmsctl.service.audit_ops import AuditOps
 from kmsctl.service.crypto import CryptoOps
+from kmsctl.service.grants import GrantOps
 from kmsctl.service.key_policy import KeyPolicyOps
 from kmsctl.service.keys import KeyOps
 from kmsctl.service.principals import PrincipalOps
@@ -14,7 +15,9 @@ from kmsctl.service.rotation import RotationOps
 from kmsctl.service.tags import AliasTagOps
 
 
-class LocalKMS(PrincipalOps, KeyPolicyOps, KeyOps, AliasTagOps, AsymmetricOps, CryptoOps, RotationOps, AuditOps):
+class LocalKMS(
+    PrincipalOps, KeyPolicyOps, GrantOps, KeyOps, AliasTagOps, AsymmetricOps, CryptoOps, RotationOps, AuditOps
+):
     """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""
 
     exceptions = errors

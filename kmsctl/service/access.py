@@ -170,6 +170,18 @@ class AccessBase(LocalKMSBase):
         kind = {"user": "IAMUser", "role": "Role"}.get(doc["Kind"], "Root")
         return Caller(doc["Arn"], doc["Account"], kind, doc.get("Tags", {}), **transport)
 
+    def peek_metadata(self, ref: Any) -> dict[str, Any] | None:
+        """A key's metadata for a client filling in defaults (the CLI's default algorithm,
+        an alias resolved for a management operation) while acting as a principal that
+        may not DescribeKey: not an operation, so neither checked nor recorded. None when
+        the key is not found: the operation that follows reports that, and is recorded."""
+        try:
+            self._ensure_unlocked()
+            with self.db.read():
+                return self._metadata(self._key(ref))
+        except E.KMSError:
+            return None
+
     def _find_principal(self, ref: str) -> dict[str, Any]:
         """A principal by name or ARN: the keyring's account first, then a name unique among the others."""
         arn = principal_arn(ref, self.account)
