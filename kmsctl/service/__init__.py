@@ -10,13 +10,23 @@ from kmsctl.service.crypto import CryptoOps
 from kmsctl.service.grants import GrantOps
 from kmsctl.service.key_policy import KeyPolicyOps
 from kmsctl.service.keys import KeyOps
+from kmsctl.service.managed import ManagedKeyOps
 from kmsctl.service.principals import PrincipalOps
 from kmsctl.service.rotation import RotationOps
 from kmsctl.service.tags import AliasTagOps
 
 
 class LocalKMS(
-    PrincipalOps, KeyPolicyOps, GrantOps, KeyOps, AliasTagOps, AsymmetricOps, CryptoOps, RotationOps, AuditOps
+    PrincipalOps,
+    KeyPolicyOps,
+    GrantOps,
+    ManagedKeyOps,
+    KeyOps,
+    AliasTagOps,
+    AsymmetricOps,
+    CryptoOps,
+    RotationOps,
+    AuditOps,
 ):
     """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""
 

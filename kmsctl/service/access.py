@@ -79,8 +79,9 @@ KEY_OPS = frozenset(
     ]
 )
 ACCOUNT_OPS = frozenset(["CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"])
-# operations that decide for themselves (RetireGrant: the grant says who may)
-SELF_CHECKED = frozenset({"RetireGrant"})
+# operations that decide for themselves (RetireGrant: the grant says who may; a managed
+# key is made on behalf of a kmsctl feature, whoever uses it)
+SELF_CHECKED = frozenset({"RetireGrant", "CreateManagedKey"})
 
 _POLICIES: dict[tuple[str, str, str | None], Policy] = {}
 
