@@ -271,7 +271,7 @@ class GrantOps(AccessBase):
         else:
             raise E.ValidationException("RetireGrant needs GrantToken, or KeyId and GrantId")
         caller = self.caller
-        who = {caller.arn, role_of_session(caller.arn)}
+        who = {caller.arn, role_of_session(caller.arn) or caller.arn}
         may = (
             grant.get("RetiringPrincipal") in who
             or (grant["GranteePrincipal"] in who and "RetireGrant" in grant["Operations"])
