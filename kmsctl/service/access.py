@@ -25,10 +25,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kmsctl import errors as E
+from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND
 from kmsctl.keyring.store import as_blob, dumps
 from kmsctl.policy import Decision, Grant, Policy, Request, default_key_policy, evaluate, kms_request_context
 from kmsctl.policy import parse_policy as _parse
-from kmsctl.service.base import LocalKMSBase
+from kmsctl.service.base import _UUID_RE, KEY_ROW, LocalKMSBase, _columns
 
 PRINCIPAL_KIND = b"kmsctl principal v1\x00"
 GRANT_KIND = b"kmsctl grant v1\x00"
@@ -84,6 +85,9 @@ ACCOUNT_OPS = frozenset(["CreateKey", "ListKeys", "ListAliases", "GenerateRandom
 SELF_CHECKED = frozenset({"RetireGrant", "CreateManagedKey"})
 
 _POLICIES: dict[tuple[str, str, str | None], Policy] = {}
+# verified documents by their exact stored bytes, shared and never mutated: a
+# document is checked (MAC, JSON) once per process however often a check reads it
+_VERIFIED: dict[tuple[str, bytes, bytes, bytes], dict[str, Any]] = {}
 
 
 def parse_policy(text: str, kind: str = "key", name: str | None = None) -> Policy:
@@ -199,12 +203,51 @@ class AccessBase(LocalKMSBase):
         return doc
 
     # ----- stored principals and grants (MACed documents) -----
-    def _principal(self, arn: str) -> dict[str, Any] | None:
+    def _shared_doc(self, kind: bytes, doc: Any, mac: Any, what: str) -> dict[str, Any]:
+        """``check_doc`` for read-only use: the caller must not change the result."""
+        raw, tag = as_blob(doc, what), as_blob(mac, what)
+        cache_key = (self.keyring.keyring_id, kind, raw, tag)
+        out = _VERIFIED.get(cache_key)
+        if out is None:
+            out = self.keyring.check_doc(kind, raw, tag, what)
+            if len(_VERIFIED) >= 4096:
+                _VERIFIED.clear()
+            _VERIFIED[cache_key] = out
+        return out
+
+    def key_for_access(self, ref: Any, aliases: bool = True) -> dict[str, Any] | None:
+        """The verified key document ``ref`` names, read-only, as ``_key`` finds it; None if not found."""
+        kind, value = self._parse_ref(ref)
+        if kind == "alias":
+            if not aliases:
+                return None
+            rows = self.db.query("SELECT key_id, doc, mac FROM aliases WHERE name = ?", (value,))
+            if not rows:
+                return None
+            alias = self._shared_doc(ALIAS_KIND, rows[0][1], rows[0][2], f"alias {value}")
+            if (alias.get("AliasName"), alias.get("TargetKeyId")) != (value, rows[0][0]):
+                raise E.IntegrityError(f"{self.keyring.path}: alias {value} fails its integrity check")
+            value = rows[0][0]
+        if not _UUID_RE.fullmatch(value):
+            return None
+        rows = self.db.query(f"SELECT {KEY_ROW} FROM keys WHERE key_id = ?", (value,))
+        if not rows:
+            return None
+        state, spec, deletion, next_rotation, doc, mac = rows[0]
+        out = self._shared_doc(KEY_KIND, doc, mac, f"key {value}")
+        if _columns(out) != (value, state, spec, deletion, next_rotation):
+            raise E.IntegrityError(f"{self.keyring.path}: key {value} fails its integrity check")
+        return out
+
+    def _principal(self, arn: str, shared: bool = False) -> dict[str, Any] | None:
         rows = self.db.query("SELECT doc, mac FROM principals WHERE arn = ?", (arn,))
         if not rows:
             return None
         what = f"principal {arn}"
-        doc = self.keyring.check_doc(PRINCIPAL_KIND, as_blob(rows[0][0], what), as_blob(rows[0][1], what), what)
+        if shared:
+            doc = self._shared_doc(PRINCIPAL_KIND, rows[0][0], rows[0][1], what)
+        else:
+            doc = self.keyring.check_doc(PRINCIPAL_KIND, as_blob(rows[0][0], what), as_blob(rows[0][1], what), what)
         if doc.get("Arn") != arn:
             raise E.IntegrityError(f"{self.keyring.path}: {what} fails its integrity check")
         return doc
@@ -225,7 +268,7 @@ class AccessBase(LocalKMSBase):
 
     def _check_grant(self, grant_id: str, key_id: str, retiring: Any, doc: Any, mac: Any) -> dict[str, Any]:
         what = f"grant {grant_id}"
-        out = self.keyring.check_doc(GRANT_KIND, as_blob(doc, what), as_blob(mac, what), what)
+        out = self._shared_doc(GRANT_KIND, doc, mac, what)  # read-only: grants are deleted, never changed
         if (out.get("GrantId"), out.get("KeyId"), out.get("RetiringPrincipal")) != (grant_id, key_id, retiring):
             raise E.IntegrityError(f"{self.keyring.path}: {what} fails its integrity check")
         return out
@@ -310,7 +353,7 @@ class AccessBase(LocalKMSBase):
     def identity_policies(self, caller: Caller) -> list[Policy]:
         if caller.is_root:
             return []
-        doc = self._principal(caller.arn)
+        doc = self._principal(caller.arn, shared=True)
         if doc is None:  # deleted since this client started acting as it
             raise E.AccessDeniedException(f"The principal {caller.arn} no longer exists in this keyring")
         policy = doc.get("Policy")
@@ -379,8 +422,14 @@ class AccessBase(LocalKMSBase):
         return decision
 
     def _aliases_of(self, key_id: str) -> list[str]:
-        names = [n for (n,) in self.db.query("SELECT name FROM aliases WHERE key_id = ? ORDER BY name", (key_id,))]
-        return [n for n in names if self._alias(n) is not None]  # verified, never a forged row
+        rows = self.db.query("SELECT name, doc, mac FROM aliases WHERE key_id = ? ORDER BY name", (key_id,))
+        names = []
+        for name, doc, mac in rows:  # verified, never a forged row
+            alias = self._shared_doc(ALIAS_KIND, doc, mac, f"alias {name}")
+            if (alias.get("AliasName"), alias.get("TargetKeyId")) != (name, key_id):
+                raise E.IntegrityError(f"{self.keyring.path}: alias {name} fails its integrity check")
+            names.append(name)
+        return names
 
 
 def _mentions(policy: Policy | None, identity: list[Policy], word: str) -> bool:

@@ -65,9 +65,7 @@ def _key(kms: AccessBase, ref: Any, aliases: bool) -> dict[str, Any] | None:
             hint="name another account's key by its ARN",
         )
     try:
-        if not aliases and kms._parse_ref(ref)[0] == "alias":
-            return None
-        return kms._key(ref)
+        return kms.key_for_access(ref, aliases)
     except E.KMSError:
         return None
 
@@ -90,7 +88,7 @@ def _blob_key(kms: AccessBase, blob: Any, algorithm: Any, key_ref: Any) -> dict[
         return None
     if key_ref is not None:
         _key(kms, key_ref, True)  # a foreign caller's bare key ID is refused as for any key
-    return kms._load_key(key_id)
+    return kms.key_for_access(key_id)
 
 
 def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -192,9 +190,7 @@ def _authorize_alias(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None
     kms.require(action, None, resource=kms.alias_arn(alias))
     keys = []
     if name != "CreateAlias":
-        current = kms._alias(alias)
-        if current is not None:
-            keys.append(kms._load_key(current["TargetKeyId"]))
+        keys.append(kms.key_for_access(alias))
     if name != "DeleteAlias":
         keys.append(_key(kms, kwargs.get("TargetKeyId"), False))
     for key in keys:
