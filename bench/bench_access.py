@@ -81,7 +81,9 @@ def in_process(budget: float) -> dict[str, tuple[float, float, int]]:
             kms.create_principal(Name=arn.split(":", 5)[5], Account=arn.split(":")[4])
     kms.put_key_policy(KeyId=busy, Policy=bp.key_policy(), BypassPolicyLockoutSafetyCheck=True)
     for i in range(3):
-        kms.create_grant(KeyId=busy, GranteePrincipal=f"arn:aws:iam::{bp.ACCOUNT}:user/other{i}", Operations=["Decrypt"])
+        kms.create_grant(
+            KeyId=busy, GranteePrincipal=f"arn:aws:iam::{bp.ACCOUNT}:user/other{i}", Operations=["Decrypt"]
+        )
     request = {"Plaintext": b"x", "EncryptionContext": {"app": "web", "user": "bench", "stage": "dev"}}
     out: dict[str, tuple[float, float, int]] = {}
 
@@ -89,7 +91,9 @@ def in_process(budget: float) -> dict[str, tuple[float, float, int]]:
         def run() -> None:
             with kms.db.read():
                 if exact:
-                    kms.require("kms:Encrypt", kms._key(key), exact=True, encryption_context=request["EncryptionContext"])
+                    kms.require(
+                        "kms:Encrypt", kms._key(key), exact=True, encryption_context=request["EncryptionContext"]
+                    )
                 else:
                     authorize(kms, "Encrypt", {"KeyId": key, **request})
 
@@ -166,8 +170,10 @@ def main() -> int:
     before = args.before or _first_access_commit()
     figures = encrypt_before_after(args.runs, before)
     ratio = figures["after"] / figures["before"]
-    print(f"kmsctl encrypt with a session (median ms of {args.runs}): before ({before}) {figures['before']:.1f}, "
-          f"after {figures['after']:.1f}, ratio {ratio:.3f}")
+    print(
+        f"kmsctl encrypt with a session (median ms of {args.runs}): before ({before}) {figures['before']:.1f}, "
+        f"after {figures['after']:.1f}, ratio {ratio:.3f}"
+    )
     ok = ok and ratio <= 1.10
     print(json.dumps({"ok": ok}))
     return 0 if ok else 1

@@ -255,8 +255,9 @@ def cli(
 
     \b
     Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
-    4 key state forbids it, 5 locked or wrong passphrase, 6 ciphertext rejected,
-    7 conflict or limit, 8 integrity check failed, 70 internal error, 130 interrupted.
+    4 key state forbids it, 5 locked, wrong passphrase or access denied,
+    6 ciphertext rejected, 7 conflict or limit, 8 integrity check failed,
+    70 internal error, 130 interrupted.
     """
     # a flag decides here; the environment, config.toml or the default when
     # first read (App.setting), so that --help never opens config.toml
