@@ -432,6 +432,17 @@ class AccessBase(LocalKMSBase):
         return names
 
 
+_MENTIONS: dict[tuple[str, str], bool] = {}
+
+
 def _mentions(policy: Policy | None, identity: list[Policy], word: str) -> bool:
-    texts = [p.text for p in identity] + ([policy.text] if policy is not None else [])
-    return any(word in t.lower() for t in texts)
+    """Does any of the policies name ``word`` (a condition key, lower case)? Cached per text."""
+    for p in [*identity, *([policy] if policy is not None else [])]:
+        found = _MENTIONS.get((p.text, word))
+        if found is None:
+            if len(_MENTIONS) >= 256:
+                _MENTIONS.clear()
+            found = _MENTIONS[(p.text, word)] = word in p.text.lower()
+        if found:
+            return True
+    return False
