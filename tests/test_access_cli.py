@@ -224,3 +224,35 @@ def test_seal_without_a_key_uses_the_aws_managed_key(sub: Any) -> None:
     assert meta["KeyManager"] == "AWS"
     _fails(sub("disable", "alias/aws/kmsctl"), 5, "AccessDeniedException")
     _fails(sub("policy", "reset", "alias/aws/kmsctl"), 4, "UnsupportedOperationException")
+
+
+def test_grant_commands_in_process(cli: Any) -> None:
+    key = cli("-o", "text", "create").stdout.strip()
+    assert cli("principal", "create", "app").exit_code == 0
+    dry = cli("grant", "create", key, "--grantee", "app", "--operation", "Decrypt", "--dry-run")
+    assert dry.exit_code == 0 and "would succeed" in dry.stderr and dry.stdout == ""
+    assert json.loads(cli("-o", "json", "grant", "list", key).stdout)["Grants"] == []
+    made = cli("-o", "json", "grant", "create", key, "--grantee", "app", "--operation", "Decrypt", "--retiring", "app")
+    grant = json.loads(made.stdout)
+    assert set(grant) == {"GrantId", "GrantToken"}
+    retirable = cli("-o", "text", "grant", "list-retirable", "--retiring", "app")
+    assert retirable.stdout.startswith(grant["GrantId"] + "\t")
+    as_app = cli("--principal", "app", "grant", "list-retirable", "--retiring", "app")  # account-level: IAM only
+    assert as_app.exit_code == 5 and "kms:ListRetirableGrants because no identity-based policy" in as_app.stderr
+    assert cli("-o", "text", "grant", "list", key, "--grantee", "app").stdout.startswith(grant["GrantId"] + "\t")
+    assert cli("grant", "retire", key, grant["GrantId"]).exit_code == 0
+    assert cli("grant", "retire", key, grant["GrantId"]).exit_code == 3
+    both = cli(
+        "grant",
+        "create",
+        key,
+        "--grantee",
+        "app",
+        "--operation",
+        "Decrypt",
+        "--context-equals",
+        "a=b",
+        "--context-subset",
+        "a=b",
+    )
+    assert both.exit_code == 2
