@@ -404,3 +404,18 @@ def test_an_older_keyring_is_migrated(home: Path, monkeypatch: pytest.MonkeyPatc
     assert kms.get_key_policy(KeyId=key)["Policy"] == default_key_policy(ACCOUNT)
     assert kms.create_principal(Name="alice")["User"]["Arn"] == ALICE
     keyring.close()
+
+
+def test_the_roots_short_path_agrees_with_full_evaluation(kms: LocalKMS, key: str) -> None:
+    """Under the default key policy the root is allowed every action, whichever way it is decided."""
+    from kmsctl.service.access import ACCOUNT_OPS, ALIAS_OPS, KEY_OPS
+    from kmsctl.service.access_rules import IAM_ACTIONS
+
+    assert IAM_ACTIONS
+    for op in sorted(ALIAS_OPS | KEY_OPS | ACCOUNT_OPS | {"Decrypt", "ReEncryptFrom", "ReEncryptTo", "CreateAlias"}):
+        out = kms.simulate_policy(KeyId=key, Action=f"kms:{op}")
+        assert out["Decision"] == "Allowed", op
+    grant = kms.simulate_policy(
+        KeyId=key, Action="kms:CreateGrant", Request={"Operations": "Encrypt,Decrypt", "GranteePrincipal": ALICE}
+    )
+    assert grant["Decision"] == "Allowed"

@@ -25,6 +25,10 @@ _LOCKOUT = (
 )
 # SimulatePolicy's Request keys that are not condition keys but request parameters
 _REQUEST_ALIAS = "requestalias"
+# multivalued keys and list parameters: a --request value for them is comma-separated
+_LISTS = frozenset(
+    ["operations", "kms:grantoperations", "kms:encryptioncontextkeys", "kms:resourcealiases", "aws:tagkeys"]
+)
 
 
 class KeyPolicyOps(AccessBase):
@@ -126,6 +130,8 @@ class KeyPolicyOps(AccessBase):
         extra: dict[str, Any] = {}
         request_alias = KeyId if isinstance(KeyId, str) and "alias/" in KeyId else None
         for k, v in (Request or {}).items():
+            if k.lower() in _LISTS and isinstance(v, str):
+                v = [item for item in v.split(",") if item]
             if ":" in k:
                 extra[k] = _typed(v)
             elif k.lower() == _REQUEST_ALIAS:
