@@ -129,15 +129,16 @@ class KeyPolicyOps(AccessBase):
         params: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         request_alias = KeyId if isinstance(KeyId, str) and "alias/" in KeyId else None
-        for k, v in (Request or {}).items():
-            if k.lower() in _LISTS and isinstance(v, str):
-                v = [item for item in v.split(",") if item]
+        for k, raw in (Request or {}).items():
+            value: Any = raw
+            if k.lower() in _LISTS and isinstance(raw, str):
+                value = [item for item in raw.split(",") if item]
             if ":" in k:
-                extra[k] = _typed(v)
+                extra[k] = _typed(value)
             elif k.lower() == _REQUEST_ALIAS:
-                request_alias = v
+                request_alias = raw
             else:
-                params[k] = _typed(v)
+                params[k] = _typed(value)
         key = None if action in IAM_ONLY_ACTIONS else self._key(KeyId)
         decision = self.decide(
             action,
