@@ -77,6 +77,10 @@ class NotFoundException(KMSError):
     http_status = 404
 
 
+class InvalidGrantIdException(KMSError):
+    exit_code = 3
+
+
 # 4: the key's state forbids it
 class DisabledException(KMSError):
     exit_code = 4

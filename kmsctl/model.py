@@ -152,6 +152,9 @@ LIST_LIMITS: Final = {
     "ListAliases": (1, 100, 50),
     "ListResourceTags": (1, 50, 50),
     "ListKeyRotations": (1, 1000, 100),
+    "ListKeyPolicies": (1, 1000, 100),
+    "ListGrants": (1, 100, 50),
+    "ListRetirableGrants": (1, 100, 50),
 }
 DEFAULT_REGION: Final = "us-east-1"
 DEFAULT_ACCOUNT: Final = "111122223333"

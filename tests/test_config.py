@@ -328,10 +328,10 @@ def test_seal_key_from_config(cli: Any, kms: Any) -> None:
     kms.create_alias(AliasName="alias/backup", TargetKeyId=key)
     other = kms.create_key()["KeyMetadata"]["KeyId"]
 
-    r = cli("seal", input=b"data")
-    assert r.exit_code == 2
-    message = assert_error(r.stderr, "UsageError")
-    assert "-k" in message and "seal.key" in message
+    r = cli("seal", input=b"data")  # neither -k nor seal.key: the AWS managed key
+    assert r.exit_code == 0, r.stderr
+    managed = kms.describe_key(KeyId="alias/aws/kmsctl")["KeyMetadata"]["KeyId"]
+    assert json.loads(cli("-o", "json", "inspect", input=r.stdout_bytes).stdout)["KeyId"].endswith(managed)
 
     assert cli("config", "set", "seal.key", "alias/backup").exit_code == 0
     sealed = cli("seal", input=b"backup data")

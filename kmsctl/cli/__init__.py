@@ -60,6 +60,9 @@ COMMANDS: dict[str, str] = {
     "unseal": "kmsctl.cli.seal:unseal",
     "inspect": "kmsctl.cli.seal:inspect",
     "exec": "kmsctl.cli.exec_cmd:exec_",
+    "principal": "kmsctl.cli.principals:principal",
+    "policy": "kmsctl.cli.policy_cmds:policy",
+    "grant": "kmsctl.cli.grants:grant",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",
@@ -112,6 +115,32 @@ def _accept_output_options(command: click.Command) -> None:
             expose_value=False,
             callback=_late_quiet,
             help="No informational messages, as the global -q.",
+        )
+    )
+
+
+# commands whose operation takes AWS's DryRun (grant create/retire/revoke declare --dry-run themselves)
+DRY_RUN_COMMANDS = frozenset(
+    "encrypt decrypt re-encrypt data-key data-key-pair sign verify hmac verify-mac derive-shared-secret".split()  # noqa: SIM905
+)
+
+
+def _late_dry_run(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(App).dry_run = True  # type: ignore[union-attr]
+
+
+def _accept_dry_run(command: click.Command) -> None:
+    """--dry-run: check that the caller may, and the request would succeed; do nothing."""
+    if any(p.name == "dry_run" for p in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["--dry-run"],
+            is_flag=True,
+            expose_value=False,
+            callback=_late_dry_run,
+            help="Only check that the request would succeed (DryRun): exit 0 and say so, or fail; nothing is done.",
         )
     )
 
@@ -177,6 +206,8 @@ class LazyGroup(click.Group):
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
         _accept_output_options(command)
+        if cmd_name in DRY_RUN_COMMANDS:
+            _accept_dry_run(command)
         from kmsctl.cli.complete import attach  # what TAB offers for KEY, enums, algorithms
 
         attach(command)
@@ -239,6 +270,20 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="Never prompt: what would prompt fails at once, exit 5 [env KMSCTL_NO_INPUT; implied by CI=true].",
 )
 @click.option(
+    "--principal",
+    envvar="KMSCTL_PRINCIPAL",
+    metavar="P",
+    help="Act as principal P (NAME, user/NAME, role/NAME or an ARN) to try policies; default the account root "
+    "[env KMSCTL_PRINCIPAL].",
+)
+@click.option(
+    "--grant-token",
+    "grant_tokens",
+    multiple=True,
+    metavar="T",
+    help="A grant token, passed as GrantTokens to the operations that take them; repeatable.",
+)
+@click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
 @click.pass_context
@@ -252,6 +297,8 @@ def cli(
     read_only: bool,
     debug: bool,
     no_input: bool,
+    principal: str | None,
+    grant_tokens: tuple[str, ...],
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
 
@@ -267,8 +314,9 @@ def cli(
 
     \b
     Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
-    4 key state forbids it, 5 locked or wrong passphrase, 6 ciphertext rejected,
-    7 conflict or limit, 8 integrity check failed, 70 internal error, 130 interrupted.
+    4 key state forbids it, 5 locked, wrong passphrase or access denied,
+    6 ciphertext rejected, 7 conflict or limit, 8 integrity check failed,
+    70 internal error, 130 interrupted.
 
     The global options may also follow the command (kmsctl list -o json
     --home DIR). The aws kms command names work too (describe-key, list-keys,
@@ -287,6 +335,8 @@ def cli(
         debug=debug,
         read_only=read_only,
         no_input=no_input,
+        principal=principal or None,
+        grant_tokens=list(grant_tokens),
     )
     if ctx.invoked_subcommand is None:  # bare kmsctl
         click.echo(overview(), nl=False)
@@ -327,6 +377,8 @@ def run(args: list[str] | None = None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except KMSError as exc:
+        if exc.code == "DryRunOperationException":  # AWS's answer to a dry run that would succeed
+            return _fail("DryRunOperation", "the request would succeed; nothing was done (--dry-run)", 0)
         message = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
         return _fail(exc.code, message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:

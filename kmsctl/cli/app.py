@@ -54,6 +54,8 @@ class App:
         flags: Mapping[str, Any] | None = None,
         read_only: bool = False,
         no_input: bool = False,
+        principal: str | None = None,
+        grant_tokens: list[str] | None = None,
     ) -> None:
         self.home = home
         self.read_only = read_only
@@ -72,6 +74,9 @@ class App:
         self.no_input_flag = no_input
         self._keyring: Keyring | None = None
         self._kms: LocalKMS | None = None
+        self.principal = principal  # --principal: act as this principal (access control)
+        self.grant_tokens = grant_tokens or []
+        self.dry_run = False  # --dry-run on an operation that takes DryRun
 
     @classmethod
     def from_options(cls, *, home: str | None, **kwargs: Any) -> App:
@@ -189,5 +194,8 @@ class App:
                 clock=self.clock,
                 unlocker=lambda: do_unlock(keyring, self.sources(), self.clock(), kms.record_failed_try),
             )
+            kms.act_as(self.principal)
+            kms.grant_tokens = self.grant_tokens
+            kms.dry_run = self.dry_run
             self._kms = kms
         return self._kms

@@ -14,7 +14,7 @@ import click
 from kmsctl import model
 from kmsctl.cli import hints
 from kmsctl.cli.app import App
-from kmsctl.cli.io import decode_blob, parse_pairs, read_input, write_binary
+from kmsctl.cli.io import decode_blob, key_metadata, parse_pairs, read_input, write_binary
 from kmsctl.cli.lines import many
 from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.render import emit
@@ -64,7 +64,7 @@ def _rsa_default(app: App, key: str | None, algorithm: str | None) -> str | None
     requires one for RSA keys, so for them the CLI fills it in."""
     if algorithm or not key:
         return algorithm
-    algorithms = app.kms().key_metadata(key).get("EncryptionAlgorithms") or []
+    algorithms = key_metadata(app, key).get("EncryptionAlgorithms") or []
     return str(algorithms[0]) if algorithms and algorithms[0] != "SYMMETRIC_DEFAULT" else None
 
 

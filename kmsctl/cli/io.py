@@ -119,12 +119,22 @@ def parse_pairs(pairs: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
+def key_metadata(app: App, ref: str) -> dict[str, Any]:
+    """A key's metadata for filling in a default: DescribeKey read for the
+    client itself (no audit record of its own), or, when acting as another
+    principal (--principal), a lookup that needs no kms:DescribeKey."""
+    if app.principal is None:
+        return app.kms().key_metadata(ref)
+    return app.kms().peek_metadata(ref) or {"KeyId": ref, "Arn": ref}
+
+
 def key_id_for_management(app: App, ref: str) -> str:
     """AWS's management operations take a key ID or ARN only; the CLI takes any
     KEY form (key ID, key ARN, alias name, alias ARN), so an alias is resolved first."""
     if ref.startswith("alias/") or ":alias/" in ref:
-        meta: dict[str, Any] = app.kms().key_metadata(ref)
-        return str(meta["KeyId"])
+        meta = key_metadata(app, ref)
+        # another account's principal must name the key by ARN (a key ID resolves in its own account)
+        return str(meta["Arn"] if app.principal else meta["KeyId"])
     return ref
 
 

@@ -77,6 +77,15 @@ def key_details(app: App, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
     type=AwsChoice(["AWS_KMS", "EXTERNAL"]),
     help="EXTERNAL: key material to be imported.",
 )
+@click.option(
+    "--policy", "policy_file", metavar="FILE", help="The key policy, from FILE; default AWS's default policy."
+)
+@click.option(
+    "--bypass-policy-lockout-safety-check",
+    "bypass",
+    is_flag=True,
+    help="Accept a --policy that would not let you change it later.",
+)
 @click.pass_obj
 def create(
     app: App,
@@ -86,6 +95,8 @@ def create(
     alias_name: str | None,
     tags: tuple[str, ...],
     origin: str,
+    policy_file: str | None,
+    bypass: bool,
 ) -> None:
     """Create a KMS key (CreateKey).
 
@@ -99,6 +110,12 @@ def create(
         args["KeyUsage"] = key_usage
     if tags:
         args["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in parse_pairs(tags, "--tag").items()]
+    if policy_file:
+        from kmsctl.cli.principals import read_policy
+
+        args["Policy"] = read_policy(policy_file)
+    if bypass:
+        args["BypassPolicyLockoutSafetyCheck"] = True
     kms = app.kms()
     slow = key_spec in ("RSA_3072", "RSA_4096")  # a second or two of prime search
     with busy(app, f"kmsctl: creating a {key_spec} key") if slow else nullcontext(), kms.transaction():

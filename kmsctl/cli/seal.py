@@ -48,7 +48,12 @@ def _refuse_terminal_input(input_path: str) -> None:
 @many(out_dir=True)
 @click.command()
 @click.option(
-    "-k", "--key", "key", metavar="KEY", help="Key ID, key ARN, alias/NAME or alias ARN [default: config seal.key]."
+    "-k",
+    "--key",
+    "key",
+    metavar="KEY",
+    help="Key ID, key ARN, alias/NAME or alias ARN [default: config seal.key, else the AWS managed key "
+    "alias/aws/kmsctl, made on first use].",
 )
 @click.option(
     "-c",
@@ -74,8 +79,6 @@ def seal(app: App, key: str | None, context: tuple[str, ...], out: str | None, f
     pg_dump main | kmsctl seal -k alias/backup > dump.sealed
     """
     key = key or app.setting("seal.key")[0]  # kmsctl config set seal.key alias/NAME
-    if not key:
-        raise UsageError("no key: give -k KEY", hint="or set a default with 'kmsctl config set seal.key alias/NAME'")
     pairs = parse_pairs(context, "--context")
     if out is None and app.stdout_is_tty():
         raise UsageError("refusing to write a sealed file to the terminal", hint="use --out FILE or a pipe")
@@ -83,6 +86,9 @@ def seal(app: App, key: str | None, context: tuple[str, ...], out: str | None, f
     with input_stream(input_path) as src, io_errors():
         from kmsctl.crypto import sealed
 
+        if not key:  # the AWS managed key, made on first use
+            key = "alias/aws/kmsctl"
+            app.kms().create_managed_key(Service="kmsctl")
         made = app.kms().generate_data_key(KeyId=key, KeySpec="AES_256", EncryptionContext=pairs)
         _note_terminal_input(app, input_path)
         with output(app, out, force) as dst, progress_bar(app, src, "sealing") as progress:

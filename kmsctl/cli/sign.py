@@ -17,7 +17,7 @@ from kmsctl import model
 from kmsctl.cli import hints
 from kmsctl.cli.app import App
 from kmsctl.cli.crypto import BLOB_READ_MAX, base64_option, context_option, key_option, respond
-from kmsctl.cli.io import decode_blob, parse_pairs, read_input, strict_base64, write_binary
+from kmsctl.cli.io import decode_blob, key_metadata, parse_pairs, read_input, strict_base64, write_binary
 from kmsctl.cli.lines import many
 from kmsctl.cli.options import AwsChoice, input_argument
 from kmsctl.errors import ValidationException
@@ -34,7 +34,7 @@ def _verdict(app: App, out: dict[str, Any], columns: list[str]) -> None:
 def _default_algorithm(app: App, key: str, field: str, fallback: str, message_type: str | None = None) -> str:
     """The key's first algorithm, as describe lists them. A key without that list
     gets ``fallback``, so that the service reports the key's wrong usage."""
-    algorithms: list[str] = app.kms().key_metadata(key).get(field) or [fallback]
+    algorithms: list[str] = key_metadata(app, key).get(field) or [fallback]
     if message_type == "DIGEST" and "ED25519_PH_SHA_512" in algorithms:
         return "ED25519_PH_SHA_512"  # the one Ed25519 algorithm that takes a digest
     return algorithms[0]

@@ -21,7 +21,7 @@ from kmsctl.canonical import canonical_json
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -95,6 +95,30 @@ MIGRATIONS: dict[int, str] = {
     INSERT OR IGNORE INTO meta(name, value) VALUES ('epoch', '0');
     INSERT INTO meta(name, value) SELECT 'audit_legacy', '1'
         WHERE NOT EXISTS (SELECT 1 FROM meta WHERE name = 'audit_head');
+    """,
+    # 5: access control (kmsctl/service/access.py, docs/POLICY.md): IAM
+    # principals with their identity policy, their access keys (the secret
+    # sealed), and grants; every doc MACed like a key's. Key policies live in
+    # the key document (absent: the default key policy).
+    5: """
+    CREATE TABLE principals (arn TEXT PRIMARY KEY, doc BLOB NOT NULL, mac BLOB NOT NULL);
+    CREATE TABLE access_keys (
+        access_key_id TEXT PRIMARY KEY,
+        arn TEXT NOT NULL,
+        doc BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        sealed BLOB NOT NULL
+    );
+    CREATE INDEX access_keys_arn ON access_keys(arn);
+    CREATE TABLE grants (
+        grant_id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        retiring TEXT,
+        doc BLOB NOT NULL,
+        mac BLOB NOT NULL
+    );
+    CREATE INDEX grants_key ON grants(key_id);
+    CREATE INDEX grants_retiring ON grants(retiring) WHERE retiring IS NOT NULL;
     """,
 }
 

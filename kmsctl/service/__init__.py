@@ -8,14 +8,32 @@ from kmsctl.service.asymmetric import AsymmetricOps
 from kmsctl.service.audit_ops import AuditOps
 from kmsctl.service.check import CheckOps
 from kmsctl.service.crypto import CryptoOps
+from kmsctl.service.grants import GrantOps
 from kmsctl.service.kem import KemOps
+from kmsctl.service.key_policy import KeyPolicyOps
 from kmsctl.service.keyring_ops import KeyringOps
 from kmsctl.service.keys import KeyOps
+from kmsctl.service.managed import ManagedKeyOps
+from kmsctl.service.principals import PrincipalOps
 from kmsctl.service.rotation import RotationOps
 from kmsctl.service.tags import AliasTagOps
 
 
-class LocalKMS(KeyOps, AliasTagOps, KemOps, AsymmetricOps, CryptoOps, RotationOps, AuditOps, KeyringOps, CheckOps):
+class LocalKMS(
+    PrincipalOps,
+    KeyPolicyOps,
+    GrantOps,
+    ManagedKeyOps,
+    KeyOps,
+    AliasTagOps,
+    KemOps,
+    AsymmetricOps,
+    CryptoOps,
+    RotationOps,
+    AuditOps,
+    KeyringOps,
+    CheckOps,
+):
     """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""
 
     exceptions = errors

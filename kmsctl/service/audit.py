@@ -42,7 +42,7 @@ _OPAQUE = frozenset(
     {
         "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
         "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
-        "passphrase", "sessiontoken", "sharedsecretciphertextblob",
+        "passphrase", "sessiontoken", "sharedsecretciphertextblob", "secretaccesskey", "granttoken",
     }
 )  # fmt: skip
 
@@ -57,8 +57,10 @@ def _safe(value: Any) -> Any:
         return {"length": len(bytes(value))}
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dict):
-        return {without_surrogates(str(k)): _safe(v) for k, v in value.items()}
+    if isinstance(value, dict):  # nested secrets too (AccessKey.SecretAccessKey)
+        return {
+            without_surrogates(str(k)): _length(v) if str(k).lower() in _OPAQUE else _safe(v) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         return [_safe(v) for v in value[:100]]
     if isinstance(value, str):  # text that was not UTF-8 is kept escaped: the record must encode

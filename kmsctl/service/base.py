@@ -111,7 +111,7 @@ class LocalKMSBase(DispatchBase):
         return material_id
 
     def _destroy_key(self, key_id: str) -> None:
-        for table in ("materials", "aliases", "keys"):
+        for table in ("materials", "aliases", "grants", "keys"):  # grants end with their key
             self.db.execute(f"DELETE FROM {table} WHERE key_id = ?", (key_id,))
 
     # ----- identifiers -----
@@ -251,7 +251,7 @@ class LocalKMSBase(DispatchBase):
         md["Origin"] = doc["Origin"]
         if doc["Origin"] == "EXTERNAL":
             md["ExpirationModel"] = "KEY_MATERIAL_DOES_NOT_EXPIRE"
-        md["KeyManager"] = "CUSTOMER"
+        md["KeyManager"] = doc.get("KeyManager", "CUSTOMER")
         if spec not in model.NO_CMK_SPEC:
             md["CustomerMasterKeySpec"] = spec
         md["KeySpec"] = spec

@@ -4,8 +4,8 @@ Operations are methods named like boto3's (``schedule_key_deletion``) taking
 AWS's keyword arguments and returning AWS's response dicts. Each is declared
 with ``@operation``; ``DispatchBase._dispatch`` then does, in order: argument
 checking, unlocking the keyring if the operation needs it, the due work of
-time (deletions, rotations), the operation in its transaction, and one audit
-record, successful or not. Access checks attach here too.
+time (deletions, rotations), the access check (``kmsctl.service.access``) and
+the operation in one transaction, and one audit record, successful or not.
 """
 
 from __future__ import annotations
@@ -209,21 +209,26 @@ class DispatchBase:
             except TypeError as exc:
                 raise E.ValidationException(f"{name}: {exc}") from None
             _check_text(kwargs)
+            kwargs = self._client_defaults(sig, kwargs)
             if declared.unlock:
                 self._ensure_unlocked()
             due = not (declared.maintenance or declared.keyring)
             if due and self.keyring.unlocked and not self.db.in_transaction:
                 self._due_work(dry_run=False)  # an outer transaction did it already
             if not declared.transaction:
+                with self.db.read():
+                    self._authorize(name, kwargs)
                 response = fn(self, **kwargs)
                 with self.db.write() if declared.writes else nullcontext():
                     record()  # a change's record as durable as the change
             elif declared.writes:
                 with self.db.write():
+                    self._authorize(name, kwargs)  # in the same snapshot the operation sees
                     response = fn(self, **kwargs)
                     record()  # in the change's own transaction
             else:
                 with self.db.read():
+                    self._authorize(name, kwargs)
                     response = fn(self, **kwargs)
                 if not self._internal:
                     record()
@@ -263,6 +268,7 @@ class DispatchBase:
             account=self.account,
             key_arn=key_of(self, request, response),
         )
+        self._annotate(event, error)  # the acting principal, the action refused
         if self.db.in_transaction and (error is not None or not self.db.in_write_transaction):
             # a failure inside the caller's transaction, which may still roll
             # back, or any record inside a read snapshot: written after it ends
@@ -303,6 +309,21 @@ class DispatchBase:
                 failed = failed or exc
         if strict and failed is not None:
             raise failed
+
+    # ----- access control (kmsctl.service.access overrides these) -----
+    def _client_defaults(self, sig: inspect.Signature, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The client's own defaults for a request (grant tokens, dry run)."""
+        return kwargs
+
+    def _authorize(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Raise AccessDeniedException unless the caller may make this request."""
+
+    def _annotate(self, event: dict[str, Any], error: E.KMSError | None) -> None:
+        """Add the caller's identity to an audit event."""
+
+    def _check_key_policy(self, text: Any, key: dict[str, Any], bypass: Any) -> None:
+        """Validate a key policy for ``key`` (CreateKey, PutKeyPolicy)."""
+        raise NotImplementedError
 
     # ----- provided by LocalKMSBase -----
     def _due_work(self, dry_run: bool) -> dict[str, list[dict[str, Any]]]:

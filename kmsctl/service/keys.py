@@ -3,7 +3,6 @@ UpdateKeyDescription, ScheduleKeyDeletion, CancelKeyDeletion."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +14,6 @@ from kmsctl.service.base import DAY, KEY_ROW, LocalKMSBase, check_enum, operatio
 from kmsctl.service.tags import validate_tags
 
 MAX_KEYS = 100_000
-POLICY_MAX = 32768
 
 
 def _description(value: Any) -> str:
@@ -71,8 +69,6 @@ class KeyOps(LocalKMSBase):
         tags = validate_tags(Tags or [])
         if len(tags) > model.TAGS_PER_KEY:
             raise E.LimitExceededException(f"A key can have at most {model.TAGS_PER_KEY} tags")
-        if Policy is not None:
-            _check_policy(Policy)
         if self.db.query("SELECT count(*) FROM keys")[0][0] >= MAX_KEYS:
             raise E.LimitExceededException(f"a keyring holds at most {MAX_KEYS} keys")
 
@@ -88,7 +84,8 @@ class KeyOps(LocalKMSBase):
             "DeletionDate": None,
             "Tags": tags,
         }
-        if Policy is not None:
+        if Policy is not None:  # else the default key policy, which is never stored
+            self._check_key_policy(Policy, doc, BypassPolicyLockoutSafetyCheck)
             doc["Policy"] = Policy
         if origin == "AWS_KMS":
             material_id = self._add_material(key_id, keygen.generate(spec))
@@ -234,16 +231,3 @@ class KeyOps(LocalKMSBase):
         key.pop("PendingWindowInDays", None)
         self._save_key(key)
         return {"KeyId": self.key_arn(key["KeyId"])}
-
-
-def _check_policy(policy: Any) -> None:
-    if not isinstance(policy, str) or not policy:
-        raise E.MalformedPolicyDocumentException("The policy must be a non-empty JSON string")
-    if len(policy.encode()) > POLICY_MAX:
-        raise E.LimitExceededException(f"The key policy exceeds the {POLICY_MAX}-byte quota")
-    try:
-        doc = json.loads(policy)
-    except ValueError:
-        raise E.MalformedPolicyDocumentException("The policy is not valid JSON") from None
-    if not isinstance(doc, dict) or "Statement" not in doc:
-        raise E.MalformedPolicyDocumentException("The policy has no Statement")
