@@ -47,8 +47,22 @@ def as_(kms: LocalKMS, who: str | None) -> LocalKMS:
 
 
 def events(kms: LocalKMS) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = kms.audit_events(Limit=1000)["Events"]
+    """The trail, read as the account root (reading it is kmsctl:AuditList,
+    which a principal needs a policy for), then the caller is put back."""
+    who = kms._principal_ref
+    kms.act_as(None)
+    try:
+        out: list[dict[str, Any]] = kms.audit_events(Limit=1000)["Events"]
+    finally:
+        kms.act_as(who)
     return out
+
+
+def test_reading_the_audit_trail_needs_permission(kms: LocalKMS) -> None:
+    kms.create_principal(Name="user/alice")
+    with pytest.raises(E.AccessDeniedException, match="kmsctl:AuditList"):
+        as_(kms, "user/alice").audit_events(Limit=10)
+    assert as_(kms, None).audit_events(Limit=10)["Events"]
 
 
 def test_default_policy_lets_root_do_everything(kms: LocalKMS, key: str) -> None:
@@ -359,7 +373,7 @@ def test_principals_and_access_keys_are_stored_safely(kms: LocalKMS) -> None:
     key = kms.create_access_key(Principal="alice")["AccessKey"]
     assert key["AccessKeyId"].startswith("AKIA") and len(key["AccessKeyId"]) == 20 and key["AccessKeyId"].isupper()
     assert len(key["SecretAccessKey"]) == 40
-    assert kms.access_key_secret(key["AccessKeyId"]) == (ALICE, key["SecretAccessKey"])
+    assert kms._access_key_secret(key["AccessKeyId"]) == (ALICE, key["SecretAccessKey"])
     assert "SecretAccessKey" not in kms.list_access_keys(Principal="alice")["AccessKeyMetadata"][0]
     home = Path(kms.keyring.home)
     raw = b"".join((home / name).read_bytes() for name in ("keyring.db", "keyring.db-wal") if (home / name).exists())

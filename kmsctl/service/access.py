@@ -146,7 +146,7 @@ class AccessBase(LocalKMSBase):
     _principal_ref: str | None = None
     grant_tokens: list[str] | None = None  # the client's GrantTokens, for operations that take them
     dry_run: bool = False  # the client's DryRun, for operations that take it
-    last_decision: Decision | None = None  # the decision of the latest key check (CreateGrant reads it)
+    _last_decision: Decision | None = None  # the decision of the latest key check (CreateGrant reads it)
 
     # ----- the caller -----
     def act_as(self, principal: str | None, **transport: Any) -> None:
@@ -166,10 +166,10 @@ class AccessBase(LocalKMSBase):
             else:
                 self._ensure_unlocked()
                 with self.db.read():
-                    self._caller = self.caller_for(ref, **transport)
+                    self._caller = self._caller_for(ref, **transport)
         return self._caller
 
-    def caller_for(self, ref: str, **transport: Any) -> Caller:
+    def _caller_for(self, ref: str, **transport: Any) -> Caller:
         """A principal of the keyring (or an account root) as a caller."""
         doc = self._find_principal(ref)
         kind = {"user": "IAMUser", "role": "Role"}.get(doc["Kind"], "Root")
@@ -215,7 +215,7 @@ class AccessBase(LocalKMSBase):
             _VERIFIED[cache_key] = out
         return out
 
-    def key_for_access(self, ref: Any, aliases: bool = True) -> dict[str, Any] | None:
+    def _key_for_access(self, ref: Any, aliases: bool = True) -> dict[str, Any] | None:
         """The verified key document ``ref`` names, read-only, as ``_key`` finds it; None if not found."""
         kind, value = self._parse_ref(ref)
         if kind == "alias":
@@ -286,7 +286,7 @@ class AccessBase(LocalKMSBase):
             )
 
     # ----- grant tokens -----
-    def grant_token(self, grant_id: str) -> str:
+    def _grant_token(self, grant_id: str) -> str:
         """A new token for a grant: its ID, a nonce and a MAC, so that a token is checked without a lookup."""
         from kmsctl.crypto.primitives import hmac_sha256, random_bytes
 
@@ -294,7 +294,7 @@ class AccessBase(LocalKMSBase):
         raw = body + hmac_sha256(self.keyring.derive(_TOKEN_LABEL), body)[:16]
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
-    def grant_of_token(self, token: Any) -> str:
+    def _grant_of_token(self, token: Any) -> str:
         """The GrantId a token was issued for; InvalidGrantTokenException for anything else."""
         from kmsctl.crypto.primitives import hmac_sha256
 
@@ -316,7 +316,7 @@ class AccessBase(LocalKMSBase):
             kwargs = {**kwargs, "GrantTokens": list(self.grant_tokens)}
         if self.dry_run and "DryRun" in params and "DryRun" not in kwargs:
             kwargs = {**kwargs, "DryRun": True}
-        self.last_decision = None
+        self._last_decision = None
         _ = self.caller  # an unknown --principal fails here, before any work
         return kwargs
 
@@ -336,7 +336,7 @@ class AccessBase(LocalKMSBase):
 
     def _authorize(self, name: str, kwargs: dict[str, Any]) -> None:
         for token in kwargs.get("GrantTokens") or []:
-            self.grant_of_token(token)
+            self._grant_of_token(token)
         if len(kwargs.get("GrantTokens") or []) > 10:
             raise E.validation_error("...", "grantTokens", "Member must have length less than or equal to 10")
         if name in SELF_CHECKED:
@@ -346,11 +346,11 @@ class AccessBase(LocalKMSBase):
         authorize(self, name, kwargs)
 
     # ----- one check -----
-    def key_policy(self, key: Mapping[str, Any]) -> Policy:
+    def _key_policy(self, key: Mapping[str, Any]) -> Policy:
         text = key.get("Policy") or default_key_policy(self.account)
         return parse_policy(text, "key")
 
-    def identity_policies(self, caller: Caller) -> list[Policy]:
+    def _identity_policies(self, caller: Caller) -> list[Policy]:
         if caller.is_root:
             return []
         doc = self._principal(caller.arn, shared=True)
@@ -359,7 +359,7 @@ class AccessBase(LocalKMSBase):
         policy = doc.get("Policy")
         return [parse_policy(policy, "identity", doc.get("PolicyName") or "inline")] if policy else []
 
-    def decide(
+    def _decide(
         self,
         action: str,
         key: Mapping[str, Any] | None,
@@ -381,8 +381,8 @@ class AccessBase(LocalKMSBase):
         own_root = caller.is_root and caller.account == self.account
         if own_root and not exact and (key is None or not key.get("Policy")):
             return None
-        identity = self.identity_policies(caller)
-        policy = self.key_policy(key) if key is not None else None
+        identity = self._identity_policies(caller)
+        policy = self._key_policy(key) if key is not None else None
         if key is not None and _mentions(policy, identity, "resourcealiases"):
             request["key_aliases"] = self._aliases_of(key["KeyId"])
         context = kms_request_context(
@@ -410,15 +410,15 @@ class AccessBase(LocalKMSBase):
         key_grants = self._grants(key["KeyId"]) if key is not None and grants else ()
         return evaluate(req, policy, identity, key_grants)
 
-    def require(self, action: str, key: Mapping[str, Any] | None, **kwargs: Any) -> Decision | None:
+    def _require(self, action: str, key: Mapping[str, Any] | None, **kwargs: Any) -> Decision | None:
         """``decide``, raising AccessDeniedException (naming the refused action) on a denial."""
-        decision = self.decide(action, key, **kwargs)
+        decision = self._decide(action, key, **kwargs)
         if decision is not None and not decision.allowed:
             exc = E.AccessDeniedException(decision.access_denied_message())
             exc.denied_action = action  # type: ignore[attr-defined]
             raise exc
         if key is not None:
-            self.last_decision = decision
+            self._last_decision = decision
         return decision
 
     def _aliases_of(self, key_id: str) -> list[str]:

@@ -65,7 +65,7 @@ def _key(kms: AccessBase, ref: Any, aliases: bool) -> dict[str, Any] | None:
             hint="name another account's key by its ARN",
         )
     try:
-        return kms.key_for_access(ref, aliases)
+        return kms._key_for_access(ref, aliases)
     except E.KMSError:
         return None
 
@@ -88,7 +88,7 @@ def _blob_key(kms: AccessBase, blob: Any, algorithm: Any, key_ref: Any) -> dict[
         return None
     if key_ref is not None:
         _key(kms, key_ref, True)  # a foreign caller's bare key ID is refused as for any key
-    return kms.key_for_access(key_id)
+    return kms._key_for_access(key_id)
 
 
 def _params(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +113,7 @@ def authorize(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None:
         if key is None:
             return
         ec = kwargs.get("EncryptionContext")
-        kms.require(
+        kms._require(
             action,
             key,
             request_alias=_alias_name(ref) if name in ALIAS_OPS else None,
@@ -127,7 +127,7 @@ def authorize(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None:
         key = _blob_key(kms, kwargs.get("CiphertextBlob"), kwargs.get("EncryptionAlgorithm"), kwargs.get("KeyId"))
         if key is not None:
             ec = kwargs.get("EncryptionContext")
-            kms.require(
+            kms._require(
                 action,
                 key,
                 request_alias=_alias_name(kwargs.get("KeyId")),
@@ -149,7 +149,7 @@ def authorize(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None:
                 continue
             context = kwargs.get(ec)
             params = {"EncryptionAlgorithm": kwargs[alg]} if kwargs.get(alg) else {}
-            kms.require(
+            kms._require(
                 f"kms:ReEncrypt{which}",
                 key,
                 request_alias=_alias_name(kwargs.get(ref)),
@@ -164,19 +164,19 @@ def authorize(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None:
     if name in ACCOUNT_OPS:
         if caller.account != kms.account:
             raise _denied(kms, action, f"account {kms.account}'s keyring, not {caller.account}'s")
-        kms.require(action, None, parameters=_params(kwargs), request_tags=_tags(kwargs))
+        kms._require(action, None, parameters=_params(kwargs), request_tags=_tags(kwargs))
         return
     if name in IAM_ACTIONS:
         from kmsctl.service.principals import iam_resource
 
         kind, resource = iam_resource(kms, name, kwargs)
-        kms.require("iam:" + IAM_ACTIONS[name].format(Kind=kind), None, resource=resource)
+        kms._require("iam:" + IAM_ACTIONS[name].format(Kind=kind), None, resource=resource)
         return
     # kmsctl's own operations (Maintain, SimulatePolicy, ResetKeyPolicy ...): the
     # identity policy decides, as for an account-level action; the root may
     if caller.account != kms.account:
         raise _denied(kms, f"kmsctl:{name}", f"account {kms.account}'s keyring")
-    kms.require(f"kmsctl:{name}", None)
+    kms._require(f"kmsctl:{name}", None)
 
 
 def _authorize_alias(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None:
@@ -187,15 +187,15 @@ def _authorize_alias(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None
     action = f"kms:{name}"
     if kms.caller.account != kms.account:
         raise _denied(kms, action, "an alias of another account")
-    kms.require(action, None, resource=kms.alias_arn(alias))
+    kms._require(action, None, resource=kms.alias_arn(alias))
     keys = []
     if name != "CreateAlias":
-        keys.append(kms.key_for_access(alias))
+        keys.append(kms._key_for_access(alias))
     if name != "DeleteAlias":
         keys.append(_key(kms, kwargs.get("TargetKeyId"), False))
     for key in keys:
         if key is not None:
-            kms.require(action, key)
+            kms._require(action, key)
 
 
 def _denied(kms: AccessBase, action: str, what: str) -> E.KMSError:

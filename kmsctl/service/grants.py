@@ -174,7 +174,7 @@ class GrantOps(AccessBase):
                 if old.get("Name") == Name and same_ops and all(old.get(f) == doc[f] for f in same):
                     if DryRun:
                         raise E.DryRunOperationException(_DRY_RUN)
-                    return {"GrantToken": self.grant_token(old["GrantId"]), "GrantId": old["GrantId"]}
+                    return {"GrantToken": self._grant_token(old["GrantId"]), "GrantId": old["GrantId"]}
         count = self.db.query("SELECT count(*) FROM grants WHERE key_id = ?", (key["KeyId"],))[0][0]
         if count >= MAX_GRANTS_PER_KEY:
             raise E.LimitExceededException(f"{self.key_arn(key['KeyId'])} already has {MAX_GRANTS_PER_KEY} grants")
@@ -189,11 +189,11 @@ class GrantOps(AccessBase):
             "INSERT INTO grants(grant_id, key_id, retiring, doc, mac) VALUES (?, ?, ?, ?, ?)",
             (doc["GrantId"], key["KeyId"], retiring, raw, self.keyring.mac_doc(GRANT_KIND, raw)),
         )
-        return {"GrantToken": self.grant_token(doc["GrantId"]), "GrantId": doc["GrantId"]}
+        return {"GrantToken": self._grant_token(doc["GrantId"]), "GrantId": doc["GrantId"]}
 
     def _narrower_rule(self, doc: Mapping[str, Any]) -> None:
         """A caller allowed CreateGrant only by grants may create only narrower grants."""
-        decision = self.last_decision
+        decision = self._last_decision
         if decision is None or not decision.reasons or any(r.source != "Grant" for r in decision.reasons):
             return
         parents = [self._grant(r.grant_id) for r in decision.reasons if r.grant_id]
@@ -263,7 +263,7 @@ class GrantOps(AccessBase):
         retiring principal, the grantee when the grant has RetireGrant, and the
         account that issued the grant."""
         if GrantToken is not None:
-            grant = self._grant(self.grant_of_token(GrantToken))
+            grant = self._grant(self._grant_of_token(GrantToken))
             if GrantId is not None and GrantId != grant["GrantId"]:
                 raise E.InvalidGrantIdException("GrantId does not name the grant of the GrantToken")
         elif KeyId is not None and GrantId is not None:

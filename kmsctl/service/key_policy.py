@@ -51,7 +51,7 @@ class KeyPolicyOps(AccessBase):
                 )
         if bypass:
             return
-        decision = self.decide("kms:PutKeyPolicy", {**key, "Policy": text}, exact=True, grants=False, parameters={})
+        decision = self._decide("kms:PutKeyPolicy", {**key, "Policy": text}, exact=True, grants=False, parameters={})
         if decision is not None and not decision.allowed:
             raise E.MalformedPolicyDocumentException(_LOCKOUT.format(arn=self.caller.arn))
 
@@ -125,7 +125,7 @@ class KeyPolicyOps(AccessBase):
         if not isinstance(Action, str) or not Action.lower().startswith("kms:") or len(Action) < 5:
             raise E.ValidationException(f"Action must be kms:OPERATION, not {Action!r}")
         action = "kms:" + Action[4:]
-        caller: Caller = self.caller_for(Principal) if Principal else self.caller
+        caller: Caller = self._caller_for(Principal) if Principal else self.caller
         params: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         request_alias = KeyId if isinstance(KeyId, str) and "alias/" in KeyId else None
@@ -140,7 +140,7 @@ class KeyPolicyOps(AccessBase):
             else:
                 params[k] = _typed(value)
         key = None if action in IAM_ONLY_ACTIONS else self._key(KeyId)
-        decision = self.decide(
+        decision = self._decide(
             action,
             key,
             caller=caller,

@@ -241,7 +241,7 @@ class PrincipalOps(AccessBase):
             "CreateDate": to_datetime(meta["CreateDate"]),
         }
 
-    def access_key_secret(self, access_key_id: str) -> tuple[str, str] | None:
+    def _access_key_secret(self, access_key_id: str) -> tuple[str, str] | None:
         """(principal ARN, secret) of an access key, verified, for a server checking signatures."""
         from kmsctl.crypto import primitives as P
 
@@ -275,7 +275,7 @@ class PrincipalOps(AccessBase):
         for (akid,) in self.db.query(
             "SELECT access_key_id FROM access_keys WHERE arn = ? ORDER BY rowid", (doc["Arn"],)
         ):
-            self.access_key_secret(akid)  # verified (the secret itself is dropped at once)
+            self._access_key_secret(akid)  # verified (the secret itself is dropped at once)
             raw = self.db.query("SELECT doc FROM access_keys WHERE access_key_id = ?", (akid,))[0][0]
             out.append(self._key_entry(doc, json.loads(raw)))
         return {"AccessKeyMetadata": out, "IsTruncated": False}
