@@ -32,7 +32,7 @@ from kmsctl.keyring import keyring as kr
 from kmsctl.keyring.keyring import Keyring
 from kmsctl.service import LocalKMS
 
-CHEAP_KDF = {"iterations": 1, "memory_kib": 8192, "lanes": 1}  # as tests/conftest.py: unlock is not measured
+CHEAP_KDF = {"iterations": 1, "memory_kib": 1024, "lanes": 1}  # as tests/conftest.py: unlock is not measured
 PASSPHRASE = b"benchmark only"
 MESSAGE = bytes(range(32))
 COLUMNS = ["CreateKey", "Sign", "Verify", "Encrypt", "Decrypt", "GenerateMac", "VerifyMac", "DeriveSharedSecret"]

@@ -28,7 +28,7 @@ FILE_MAX = 1 << 20  # far above any real settings file
 OUTPUTS = ("auto", "table", "json", "text")
 # the bounds the keyring header accepts (kmsctl.keyring.keyring._checked_header):
 # a config value outside them would make a keyring that no kmsctl opens
-KDF_BOUNDS = {"iterations": (1, 64), "memory_kib": (8192, 16 << 20), "lanes": (1, 64)}
+KDF_BOUNDS = {"iterations": (1, 64), "memory_kib": (1024, 16 << 20), "lanes": (1, 64)}
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}  # a duration's unit, in seconds
 _TRUE = {"true", "yes", "on", "1"}
@@ -111,7 +111,7 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("session_ttl", _duration, "1h", "DURATION", "Lifetime of a session from unlock.", "unlock --ttl"),
         Setting("kdf.iterations", _kdf("iterations"), 3, "1..64", "Argon2id passes, for keyrings made by init."),
-        Setting("kdf.memory_kib", _kdf("memory_kib"), 65536, "8192..16777216", "Argon2id memory in KiB, for init."),
+        Setting("kdf.memory_kib", _kdf("memory_kib"), 65536, "1024..16777216", "Argon2id memory in KiB, for init."),
         Setting("kdf.lanes", _kdf("lanes"), 4, "1..64", "Argon2id parallelism, for keyrings made by init."),
         Setting("seal.key", _key, None, "KEY", "The key seal uses when -k is not given.", "seal -k"),
     )

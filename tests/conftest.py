@@ -23,7 +23,7 @@ from kmsctl.keyring import keyring as kr
 from kmsctl.keyring.keyring import Keyring
 from kmsctl.service import LocalKMS
 
-FAST_KDF = {"iterations": 1, "memory_kib": 8192, "lanes": 1}  # the floor kmsctl accepts
+FAST_KDF = {"iterations": 1, "memory_kib": 1024, "lanes": 1}  # the floor kmsctl accepts
 PASSPHRASE = "test passphrase, not a secret"
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

@@ -175,7 +175,7 @@ def test_set_get_unset_list_round_trip(cli: Any, keyring_home: Path) -> None:
         ("kdf.iterations", "0"),
         ("kdf.iterations", "65"),
         ("kdf.lanes", "65"),
-        ("kdf.memory_kib", "8191"),
+        ("kdf.memory_kib", "1023"),
         ("kdf.memory_kib", str((16 << 20) + 1)),
         ("kdf.memory_kib", "lots"),
         ("seal.key", " "),
@@ -190,12 +190,12 @@ def test_set_refuses_bad_values_and_unknown_keys(cli: Any, keyring_home: Path, k
 
 
 def test_set_checks_memory_against_the_floor(cli: Any, keyring_home: Path) -> None:
-    """The floor (8 MiB) is above 8 KiB x the most lanes (64), so it is the bound that counts."""
+    """The floor (1 MiB) is above 8 KiB x the most lanes (64), so it is the bound that counts."""
     assert cli("config", "set", "kdf.lanes", "64").exit_code == 0
-    r = cli("config", "set", "kdf.memory_kib", "8191")
+    r = cli("config", "set", "kdf.memory_kib", "1023")
     assert r.exit_code == 2
-    assert "8192" in assert_error(r.stderr, "ValidationException")
-    assert cli("config", "set", "kdf.memory_kib", "8192").exit_code == 0
+    assert "1024" in assert_error(r.stderr, "ValidationException")
+    assert cli("config", "set", "kdf.memory_kib", "1024").exit_code == 0
 
 
 def test_config_works_before_init(tmp_path: Path, sub: Any) -> None:

@@ -64,7 +64,7 @@ def test_records_of_both_forms_verify_list_and_export(
 
 def test_an_authentic_record_that_does_not_inflate_is_damage(kms: LocalKMS, cli: Any, keyring_home: Path) -> None:
     kms.create_key()
-    trail = kms.trail()
+    trail = kms._audit_trail()
     bad = b"\x01garbage"
     ((seq, prev),) = sql(keyring_home, "SELECT seq, prev FROM audit")
     sql(

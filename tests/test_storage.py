@@ -714,9 +714,12 @@ def test_version_1_keyring_is_upgraded_on_open(populated: Populated, tmp_path: P
     conn.executescript(
         "DROP TABLE audit; DROP TABLE audit_pending; DELETE FROM meta WHERE name LIKE 'audit_%';"
         "DROP INDEX keys_rotation; DROP INDEX materials_seq; ALTER TABLE keys DROP COLUMN next_rotation;"
+        "DROP TABLE principals; DROP TABLE access_keys; DROP TABLE grants;"  # migration 5
+        "DELETE FROM meta WHERE name IN ('epoch', 'audit_legacy');"  # migration 4
         "UPDATE meta SET value = '1' WHERE name = 'schema_version';"
     )
     conn.close()
+    (home / "keyring.epoch").unlink(missing_ok=True)  # kmsctl 0.1 kept no commit counter
     out = populated.decrypt_a(home)
     assert (out.code, out.stdout) == (0, PLAINTEXT), out.stderr
     assert _schema_version(home) == str(store.SCHEMA_VERSION)
@@ -726,9 +729,9 @@ def test_version_1_keyring_is_upgraded_on_open(populated: Populated, tmp_path: P
 def test_migration_runs_in_one_transaction(keyring_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     current = store.SCHEMA_VERSION
     monkeypatch.setattr(store, "SCHEMA_VERSION", current + 1)
-    monkeypatch.setitem(store.MIGRATIONS, current + 1, "CREATE TABLE grants (grant_id TEXT PRIMARY KEY);")
+    monkeypatch.setitem(store.MIGRATIONS, current + 1, "CREATE TABLE later (later_id TEXT PRIMARY KEY);")
     keyring = Keyring(str(keyring_home))
-    assert keyring.db.query("SELECT count(*) FROM grants") == [(0,)]
+    assert keyring.db.query("SELECT count(*) FROM later") == [(0,)]
     keyring.close()
     assert _schema_version(keyring_home) == str(current + 1)
 
@@ -736,11 +739,11 @@ def test_migration_runs_in_one_transaction(keyring_home: Path, monkeypatch: pyte
 def test_failed_migration_changes_nothing(keyring_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     current = store.SCHEMA_VERSION
     monkeypatch.setattr(store, "SCHEMA_VERSION", current + 1)
-    monkeypatch.setitem(store.MIGRATIONS, current + 1, "CREATE TABLE grants (x); CREATE TABLE keys (x);")
+    monkeypatch.setitem(store.MIGRATIONS, current + 1, "CREATE TABLE later (x); CREATE TABLE keys (x);")
     with pytest.raises(IntegrityError):
         Keyring(str(keyring_home))
     assert _schema_version(keyring_home) == str(current)
-    assert sql(keyring_home, "SELECT count(*) FROM sqlite_master WHERE name = 'grants'") == [(0,)]
+    assert sql(keyring_home, "SELECT count(*) FROM sqlite_master WHERE name = 'later'") == [(0,)]
 
 
 def test_unknown_header_version_is_refused(keyring_home: Path) -> None:
@@ -759,6 +762,12 @@ def test_unknown_header_version_is_refused(keyring_home: Path) -> None:
 
 # ------------------------------------------- the format, as FORMAT.md says ---
 SCHEMA_OBJECTS = {
+    ("table", "principals"),  # migration 5: access control
+    ("table", "access_keys"),
+    ("index", "access_keys_arn"),
+    ("table", "grants"),
+    ("index", "grants_key"),
+    ("index", "grants_retiring"),
     ("index", "keys_rotation"),
     ("index", "materials_seq"),
     ("table", "audit"),

@@ -46,7 +46,7 @@ def config() -> None:
     color           true|false            true     --no-color, NO_COLOR
     session_ttl     90s, 15m, 8h, 7d      1h       unlock --ttl
     kdf.iterations  1..64                 3        (Argon2id cost of keyrings
-    kdf.memory_kib  8192..16777216        65536     made by init afterwards)
+    kdf.memory_kib  1024..16777216        65536     made by init afterwards)
     kdf.lanes       1..64                 4
     seal.key        KEY                   (none)   seal -k
 

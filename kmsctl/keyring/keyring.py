@@ -27,7 +27,7 @@ DEFAULT_KDF = {"iterations": 3, "memory_kib": 65536, "lanes": 4}
 # The least Argon2id cost a header may hold (and init or passwd write): below
 # it, a header is damage (exit 8), not a wrong passphrase. The ceilings refuse
 # a denial of service (16 GiB, 64 passes). kmsctl.config.KDF_BOUNDS says the same.
-KDF_FLOOR = {"iterations": 1, "memory_kib": 8192, "lanes": 1}
+KDF_FLOOR = {"iterations": 1, "memory_kib": 1024, "lanes": 1}
 KDF_CEILING = {"iterations": 64, "memory_kib": 16 << 20, "lanes": 64}
 _UNPROTECTED_KEK = bytes(32)
 
