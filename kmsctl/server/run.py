@@ -59,7 +59,7 @@ def run(
         "loglevel": "warning",
         "accesslog": None,
         "errorlog": "-",
-        "umask": 0o077,  # a Unix socket only its owner can connect to
+        "umask": 0o177,  # a Unix socket only its owner can connect to
         "proc_name": "kmsctl-serve",
         "when_ready": when_ready,
         "post_worker_init": post_worker_init,
