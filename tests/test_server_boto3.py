@@ -19,8 +19,8 @@ import pytest
 pytest.importorskip("gunicorn")
 pytest.importorskip("boto3")
 
-from botocore.exceptions import ClientError  # noqa: E402
-from server_helpers import (  # noqa: E402
+from botocore.exceptions import ClientError
+from server_helpers import (
     ALLOW_ALL,
     Served,
     boto3_client,
@@ -289,7 +289,7 @@ def test_the_refusal_cases_are_accepted_when_signed_right(served: Served) -> Non
 def test_health_and_unknown_operation(served: Served) -> None:
     import urllib.request
 
-    with urllib.request.urlopen(f"{served.url}/health", timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{served.url}/health", timeout=10) as resp:
         assert resp.status == 200 and json.loads(resp.read()) == {"status": "ok"}
     akid, secret = served.keys["alice"]
     headers = signed_headers(f"127.0.0.1:{served.port}", "NoSuchThing", b"{}", akid, secret)
@@ -322,16 +322,15 @@ def test_aws_cli_v1_encrypts_and_decrypts(served: Served, tmp_path: Path) -> Non
     }
     (tmp_path / "plain.txt").write_bytes(b"from the aws cli")
     base = [aws, "--endpoint-url", served.url, "kms"]
-    enc = subprocess.run(
-        [*base, "encrypt", "--key-id", key, "--plaintext", f"fileb://{tmp_path / 'plain.txt'}", "--output", "json"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+
+    def aws_kms(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    enc = aws_kms("encrypt", "--key-id", key, "--plaintext", f"fileb://{tmp_path / 'plain.txt'}", "--output", "json")
     assert enc.returncode == 0, enc.stderr
     (tmp_path / "ct.bin").write_bytes(base64.b64decode(json.loads(enc.stdout)["CiphertextBlob"]))
-    dec = subprocess.run(
-        [*base, "decrypt", "--ciphertext-blob", f"fileb://{tmp_path / 'ct.bin'}", "--query", "Plaintext", "--output", "text"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    ct = f"fileb://{tmp_path / 'ct.bin'}"
+    dec = aws_kms("decrypt", "--ciphertext-blob", ct, "--query", "Plaintext", "--output", "text")
     assert dec.returncode == 0, dec.stderr
     assert base64.b64decode(dec.stdout.strip()) == b"from the aws cli"
 
