@@ -103,7 +103,6 @@ def serve(
         if path and not os.path.isfile(path):
             raise UsageError(f"no such file: {path}")
 
-    from kmsctl.keyring import store
     from kmsctl.keyring.unlock import unlock
     from kmsctl.server.app import ServerApp
     from kmsctl.server.run import run
@@ -112,7 +111,7 @@ def serve(
     keyring = app.keyring()
     unlock(keyring, app.sources(), app.clock(), kms.record_failed_try)
     server = ServerApp(keyring, auth=auth)  # loads the protocol model once, before the workers fork
-    store.close_all()  # no database connection crosses a fork: each worker opens its own
+    keyring.close()  # no database connection crosses a fork: each worker opens its own
 
     def ready(urls: list[str]) -> None:
         if auth == "none":
