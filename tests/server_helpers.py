@@ -101,7 +101,9 @@ def stop_server(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int
         raise
 
 
-def boto3_client(url: str, akid: str, secret: str, region: str = REGION, **config: Any) -> Any:
+def boto3_client(
+    url: str, akid: str, secret: str, region: str = REGION, verify: str | None = None, **config: Any
+) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -111,6 +113,7 @@ def boto3_client(url: str, akid: str, secret: str, region: str = REGION, **confi
         region_name=region,
         aws_access_key_id=akid,
         aws_secret_access_key=secret,
+        verify=verify,
         config=Config(retries={"max_attempts": 1}, **config),
     )
 

@@ -386,3 +386,27 @@ def test_auth_none_runs_as_root_on_loopback(tmp_path: Path) -> None:
         assert key["Arn"].startswith("arn:aws:kms:us-east-1:111122223333:key/")
     finally:
         assert stop_server(proc) == 0
+
+
+def test_tls_listener_and_secure_transport(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    home, passfile, keys = make_served_keyring(tmp_path, {"alice": ALLOW_ALL})
+    proc, url = start_server(home, passfile, "--listen", "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert url.startswith("https://127.0.0.1:")
+        c = boto3_client(url, *keys["alice"], verify=str(cert))
+        request_id = c.generate_random(NumberOfBytes=4)["ResponseMetadata"]["RequestId"]
+    finally:
+        assert stop_server(proc) == 0
+    served = Served(url, home, passfile, proc, keys)
+    record = next(e for e in audit(served) if e["requestID"] == request_id)
+    assert record["tlsDetails"] == {"secureTransport": True}
