@@ -410,3 +410,53 @@ def test_tls_listener_and_secure_transport(tmp_path: Path) -> None:
     served = Served(url, home, passfile, proc, keys)
     record = next(e for e in audit(served) if e["requestID"] == request_id)
     assert record["tlsDetails"] == {"secureTransport": True}
+
+
+def test_malformed_requests_over_the_socket_get_4xx_and_the_worker_lives(served: Served) -> None:
+    import random
+    import re
+    import urllib.request
+
+    rng = random.Random(99)
+    akid, secret = served.keys["alice"]
+    host = f"127.0.0.1:{served.port}"
+    statuses: list[int] = []
+    for i in range(300):
+        kind = i % 6
+        if kind == 0:  # truncated body, connection half-closed
+            data = b'{"KeyId": "alias/x", "Plaintext": "aGk='
+            raw = (
+                b"POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: TrentService.Encrypt\r\nContent-Length: 400\r\n\r\n"
+                + data
+            )
+        elif kind == 1:  # a body far over the limit, announced
+            raw = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n{"
+        elif kind == 2:  # random header lines
+            junk = "".join(rng.choice("abcXYZ:-_ \t\u00e9") for _ in range(rng.randint(1, 80)))
+            raw = f"POST / HTTP/1.1\r\nHost: x\r\n{junk}: {junk}\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+        elif kind == 3:  # random bytes as a body, signed
+            body = bytes(rng.randrange(256) for _ in range(rng.randint(1, 300)))
+            status, _, _ = post(served.port, signed_headers(host, "Decrypt", body, akid, secret), body)
+            statuses.append(status)
+            continue
+        elif kind == 4:  # wrong member types, signed
+            body = json.dumps({"KeyId": rng.choice([1, [], {}, True]), "Plaintext": rng.choice([1, "!!", []])}).encode()
+            status, _, _ = post(served.port, signed_headers(host, "Encrypt", body, akid, secret), body)
+            statuses.append(status)
+            continue
+        else:  # garbage request line
+            raw = bytes(rng.randrange(32, 127) for _ in range(rng.randint(1, 100))) + b"\r\n\r\n"
+        try:
+            reply = raw_exchange(served.port, raw)
+        except (BrokenPipeError, ConnectionResetError):
+            continue  # the server closed an oversized request early: refused, not served
+        match = re.match(rb"HTTP/1\.[01] (\d{3})", reply)
+        if match:
+            statuses.append(int(match.group(1)))
+    assert len(statuses) > 250  # nearly every request got an answer (an oversized one may be cut off)
+    assert statuses and all(400 <= s < 500 for s in statuses), sorted(set(statuses))
+    with urllib.request.urlopen(f"{served.url}/health", timeout=10) as resp:
+        assert resp.status == 200
+    assert kms(served).generate_random(NumberOfBytes=4)["Plaintext"]
+    verify = cli(served, "audit", "verify")
+    assert verify.returncode == 0, verify.stderr
