@@ -23,6 +23,7 @@ checked around it, in order, each failure with AWS's error name:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -183,21 +184,30 @@ def _signature(
     method: str, url: str, headers: Mapping[str, str], body: bytes, auth: Authorization, secret: str, stamp: str
 ) -> str:
     """The signature the client must have sent, by botocore's signer over exactly its signed headers."""
-    from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
-    from botocore.compat import HTTPHeaders
     from botocore.credentials import Credentials
 
-    signed = auth.signed_headers
+    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    request.context["timestamp"] = stamp
+    signer = _signer_class()(Credentials(auth.access_key_id, secret), auth.service, auth.region)
+    signer.signed_names = auth.signed_headers
+    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
+
+
+@functools.cache
+def _signer_class() -> Any:
+    """botocore's ``SigV4Auth`` signing exactly the headers the client named: stock
+    ``headers_to_sign`` drops some (user-agent, expect ...) and adds ``host``."""
+    from botocore.auth import SigV4Auth
+    from botocore.compat import HTTPHeaders
 
     class ExactSigV4(SigV4Auth):  # type: ignore[misc]
-        def headers_to_sign(self, request: Any) -> Any:  # the client's headers, none dropped or added
+        signed_names: tuple[str, ...] = ()
+
+        def headers_to_sign(self, request: Any) -> Any:
             out = HTTPHeaders()
-            for name in signed:
-                out[name] = headers[name]
+            for name in self.signed_names:
+                out[name] = request.headers[name]
             return out
 
-    request = AWSRequest(method=method, url=url, data=body, headers={k: v for k, v in headers.items()})
-    request.context["timestamp"] = stamp
-    signer = ExactSigV4(Credentials(auth.access_key_id, secret), auth.service, auth.region)
-    return str(signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request))
+    return ExactSigV4
