@@ -47,6 +47,31 @@ DENY_BOTO3_ENCRYPT = json.dumps(
         ],
     }
 )
+TRANSPORT_CONDITIONS = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "kms:*",
+                "Resource": "*",
+                "Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.1/32"}},
+            },
+            {
+                "Effect": "Deny",
+                "Action": "kms:GenerateRandom",
+                "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Effect": "Deny",
+                "Action": "kms:GenerateDataKey",
+                "Resource": "*",
+                "Condition": {"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}},
+            },
+        ],
+    }
+)
 DESCRIBE_ONLY = json.dumps(
     {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "*"}]}
 )
@@ -56,7 +81,7 @@ DESCRIBE_ONLY = json.dumps(
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("served")
     home, passfile, keys = make_served_keyring(
-        root, {"alice": ALLOW_ALL, "bob": DESCRIBE_ONLY, "dave": DENY_BOTO3_ENCRYPT}
+        root, {"alice": ALLOW_ALL, "bob": DESCRIBE_ONLY, "dave": DENY_BOTO3_ENCRYPT, "erin": TRANSPORT_CONDITIONS}
     )
     proc, url = start_server(home, passfile, "--listen", "127.0.0.1:0")
     s = Served(url, home, passfile, proc, keys)
@@ -205,6 +230,22 @@ def test_conditions_see_the_transport(served: Served) -> None:
     headers = signed_headers(host, "Encrypt", body, akid, secret, extra={"User-Agent": "curl/8"})
     status, _, doc = post(served.port, headers, body)
     assert status == 200 and doc["KeyId"].endswith(key)
+
+
+def test_source_ip_secure_transport_and_current_time_are_the_requests(served: Served) -> None:
+    key = kms(served).create_key()["KeyMetadata"]["KeyId"]
+    erin = kms(served, "erin")
+    assert erin.encrypt(KeyId=key, Plaintext=b"x")["KeyId"].endswith(key)  # from 127.0.0.1: allowed
+    for call in (
+        lambda: erin.generate_random(NumberOfBytes=4),
+        lambda: erin.generate_data_key(KeyId=key, KeySpec="AES_256"),
+    ):
+        with pytest.raises(ClientError) as err:  # plain HTTP; and it is after 2020
+            call()
+        assert err.value.response["Error"]["Code"] == "AccessDeniedException"
+    elsewhere = cli(served, "policy", "simulate", key, "--action", "kms:Encrypt", "--principal", "erin",
+                    "--request", "aws:SourceIp=10.0.0.1")  # fmt: skip
+    assert elsewhere.returncode == 1  # the same request from another address would be denied
 
 
 def test_each_request_is_audited_with_principal_key_address_agent_and_id(served: Served) -> None:
