@@ -501,3 +501,28 @@ def test_malformed_requests_over_the_socket_get_4xx_and_the_worker_lives(served:
     assert kms(served).generate_random(NumberOfBytes=4)["Plaintext"]
     verify = cli(served, "audit", "verify")
     assert verify.returncode == 0, verify.stderr
+
+
+def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    home, passfile, keys = make_served_keyring(tmp_path, {"alice": ALLOW_ALL})
+    proc, url = start_server(home, passfile, "--listen", "127.0.0.1:0")
+    port = int(url.rsplit(":", 1)[1])
+    body = b'{"NumberOfBytes": 16}'
+    headers = signed_headers(f"127.0.0.1:{port}", "GenerateRandom", body, *keys["alice"])
+    head = "POST / HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(head.encode() + body[:5])  # the request is in flight: half its body sent
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(1)
+        s.sendall(body[5:])
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert len(base64.b64decode(json.loads(reply.split(b"\r\n\r\n", 1)[1])["Plaintext"])) == 16
+    assert proc.wait(timeout=30) == 0
