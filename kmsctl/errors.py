@@ -2,7 +2,7 @@
 
 Every error kmsctl raises on purpose is a ``KMSError``; the CLI's single error
 boundary turns it into ``kmsctl: <Name>: <message>`` and the exit code below
-(the exit code table in README.md). The server (later) uses ``http_status``.
+(the exit code table in README.md). The server (``kmsctl serve``) answers with ``http_status``.
 """
 
 from __future__ import annotations
@@ -147,6 +147,37 @@ class DryRunOperationException(KMSError):
 class KMSInternalException(KMSError):
     exit_code = 70
     http_status = 500
+
+
+# the AWS JSON protocol's own errors (``kmsctl serve``): the request itself, before any operation
+class SerializationException(KMSError):
+    exit_code = 2
+
+
+class UnknownOperationException(KMSError):
+    exit_code = 2
+
+
+class RequestEntityTooLargeException(KMSError):
+    exit_code = 2
+    http_status = 413
+
+
+# authentication (AWS Signature Version 4) failures: nothing is served
+class MissingAuthenticationTokenException(KMSError):
+    exit_code = 5
+
+
+class IncompleteSignatureException(KMSError):
+    exit_code = 5
+
+
+class InvalidSignatureException(KMSError):
+    exit_code = 5
+
+
+class UnrecognizedClientException(KMSError):
+    exit_code = 5
 
 
 def validation_error(value: object, field: str, constraint: str) -> KMSError:

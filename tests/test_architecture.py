@@ -164,6 +164,7 @@ NOT_OPERATIONS = {
     "dry_run": "the client's default for DryRun, applied by the dispatch point",
     "grant_tokens": "the client's default GrantTokens, applied by the dispatch point",
     "peek_metadata": "a key's metadata for the CLI's defaults while acting as a principal; no secret",
+    "signing_secret": "an access key's secret for kmsctl serve checking a signature; the request makes the record",
     "record_failed_try": "a refused passphrase typed again at the prompt, recorded by the dispatch point",
 }
 

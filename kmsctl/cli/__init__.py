@@ -63,6 +63,7 @@ COMMANDS: dict[str, str] = {
     "principal": "kmsctl.cli.principals:principal",
     "policy": "kmsctl.cli.policy_cmds:policy",
     "grant": "kmsctl.cli.grants:grant",
+    "serve": "kmsctl.cli.serve:serve",
     "config": "kmsctl.cli.config_cmds:config",
     "completion": "kmsctl.cli.complete:completion",
     "help": "kmsctl.cli.manual:help_",

@@ -62,7 +62,7 @@ OVERVIEW: dict[str, str] = {
     "Crypto": "encrypt decrypt re-encrypt sign verify hmac verify-mac random data-key data-key-pair "
     "public-key derive-shared-secret encapsulate decapsulate",
     "Files": "seal unseal inspect exec",
-    "Access": "policy grant principal",
+    "Access": "policy grant principal serve",
     "Audit": "audit",
     "Shell": "config completion help",
 }

@@ -46,6 +46,12 @@ def digest_size(name: str) -> int:
     return hash_algorithm(name).digest_size
 
 
+def sha256(data: bytes) -> bytes:
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()
+
+
 def bytes_eq(a: bytes, b: bytes) -> bool:
     """Constant-time comparison (imported late: it loads the standard library's hmac)."""
     from cryptography.hazmat.primitives import constant_time

@@ -289,6 +289,14 @@ class Keyring:
                 hint=epoch.RESTORED_HINT.format(path=epoch.path(self.home)),
             )
 
+    def reopened(self) -> Keyring:
+        """This keyring opened again on a database connection of its own, unlocked as this
+        one is (``kmsctl serve``'s worker processes: an SQLite connection must not cross a fork)."""
+        other = Keyring(self.home, read_only=self.read_only)
+        if self._mk is not None:
+            other._set_mk(self._mk)
+        return other
+
     def derive(self, label: bytes) -> bytes:
         """A key for another purpose (the audit trail), independent of the others."""
         return _derive(self._master(), label)

@@ -1,17 +1,15 @@
 """Access control at the one dispatch point: who calls, and whether they may.
 
-Every operation passes ``_authorize`` inside the transaction it runs in, so
-the decision and the operation see the same keyring. The caller is the
-account root unless ``act_as`` names a principal of the keyring. For each
-operation the key it acts on (or keys: ReEncrypt is two actions, alias
-operations need the alias too) is found as the operation itself will find
-it, and the key's policy, the caller's identity policy and the key's grants
-are evaluated by ``kmsctl.policy``. Parsed policies are cached per process
-(a policy's text is its cache key). The account root acting under the
-default key policy takes a short path with the same outcome: that policy
-allows the account everything and the root has no other policy.
-
-docs/POLICY.md ("Enforcement") describes what is checked for each operation.
+Every operation passes ``_authorize`` inside the transaction it runs in, so the
+decision and the operation see the same keyring. The caller is the account root
+unless ``act_as`` names a principal of the keyring. For each operation the key
+it acts on (or keys: ReEncrypt is two actions, alias operations need the alias
+too) is found as the operation itself will find it, and the key's policy, the
+caller's identity policy and the key's grants are evaluated by ``kmsctl.policy``.
+Parsed policies are cached per process (a policy's text is its cache key). The
+account root under the default key policy takes a short path with the same
+outcome (that policy allows the account everything; the root has no other
+policy). What is checked for each operation: docs/POLICY.md ("Enforcement").
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from kmsctl.keyring.keyring import ALIAS_KIND, KEY_KIND
 from kmsctl.keyring.store import as_blob, dumps
 from kmsctl.policy import Decision, Grant, Policy, Request, default_key_policy, evaluate, kms_request_context
 from kmsctl.policy import parse_policy as _parse
+from kmsctl.service.audit import served_identity
 from kmsctl.service.base import _UUID_RE, KEY_ROW, LocalKMSBase, _columns
 
 PRINCIPAL_KIND = b"kmsctl principal v1\x00"
@@ -112,7 +111,10 @@ class Caller:
     source_ip: str | None = None
     user_agent: str | None = "kmsctl"
     secure_transport: bool | None = None
-    local: bool = True  # the local CLI or library, not a served request
+    local: bool = True  # the local CLI or library, not a served request (kmsctl serve:)
+    request_id: str | None = None  # the request's ID, and the access key that signed it;
+    access_key_id: str | None = None  # authenticated False: the signature was refused
+    authenticated: bool = True
 
     @property
     def is_root(self) -> bool:
@@ -321,13 +323,12 @@ class AccessBase(LocalKMSBase):
         return kwargs
 
     def _annotate(self, event: dict[str, Any], error: E.KMSError | None) -> None:
-        caller = self._caller
-        if caller is None:
-            caller = Caller(f"arn:aws:iam::{self.account}:root", self.account, "Root")
+        caller = self._caller or Caller(f"arn:aws:iam::{self.account}:root", self.account, "Root")
         identity = event.setdefault("userIdentity", {})
         identity["arn"] = caller.arn
         identity["accountId"] = caller.account
         identity["principalType"] = caller.kind
+        served_identity(event, caller)  # kmsctl serve's fields, for a served request
         if isinstance(error, E.DryRunOperationException):
             event["errorCode"] = "DryRunOperation"
         denied = getattr(error, "denied_action", None)

@@ -165,6 +165,33 @@ def build_event(
     return event
 
 
+def served_identity(event: dict[str, Any], caller: Any) -> None:
+    """A served request's record (``kmsctl serve``; ``caller`` an access ``Caller``): who
+    signed it, or type "Unknown" when its signature was refused, from which address,
+    with which client, under which request ID; the local user's fields do not apply.
+    Nothing for a local caller."""
+    if caller.local:
+        return
+    identity = event["userIdentity"]
+    for local_only in ("userName", "hostName", "processId", "principalId"):
+        identity.pop(local_only, None)
+    if caller.authenticated:
+        identity["type"] = {"IAMUser": "IAMUser", "Role": "AssumedRole"}.get(caller.kind, "Root")
+    else:
+        identity.clear()
+        identity["type"] = "Unknown"
+    if caller.access_key_id:
+        identity["accessKeyId"] = caller.access_key_id
+    if caller.source_ip:
+        event["sourceIPAddress"] = caller.source_ip
+    if caller.user_agent:
+        event["userAgent"] = without_surrogates(caller.user_agent[:256])
+    if caller.request_id:
+        event["requestID"] = caller.request_id
+    if caller.secure_transport is not None:
+        event["tlsDetails"] = {"secureTransport": caller.secure_transport}
+
+
 def key_of(kms: Any, request: dict[str, Any], response: dict[str, Any] | None) -> str | None:
     """The key an event is about, best effort and never failing: from the
     response, else the request's key reference, else the ciphertext's header."""

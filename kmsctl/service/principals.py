@@ -266,6 +266,17 @@ class PrincipalOps(AccessBase):
             raise E.IntegrityError(f"{self.keyring.path}: {what} fails its integrity check")
         return arn, secret.decode()
 
+    def signing_secret(self, access_key_id: str) -> tuple[str, str] | None:
+        """(principal ARN, secret) of an access key, for ``kmsctl serve`` checking a
+        request's signature; None for a key this keyring does not have. Local to kmsctl
+        (no AWS operation gives a secret back) and not an operation: it makes no record,
+        the request it authenticates (or refuses) makes one. Never returned to a client."""
+        if not isinstance(access_key_id, str) or not 16 <= len(access_key_id) <= 128 or not access_key_id.isalnum():
+            return None
+        self._ensure_unlocked()
+        with self.db.read():
+            return self._access_key_secret(access_key_id)
+
     @operation("ListAccessKeys")
     def list_access_keys(self, *, Principal: str) -> dict[str, Any]:
         import json

@@ -1,0 +1,90 @@
+"""Running the application under gunicorn, embedded (the ``server`` extra).
+
+gunicorn's gthread worker: pre-forked processes (``--workers``), a few
+threads each for connections and keep-alive. The keyring is unlocked in the
+master before any worker is forked; each worker opens its own database
+connection when it starts. SIGTERM and SIGINT both stop gracefully: no new
+connections, requests in flight finish (up to ``GRACEFUL_S``).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from kmsctl.server.app import ServerApp
+
+THREADS = 4
+GRACEFUL_S = 20
+
+
+def run(
+    app: ServerApp,
+    *,
+    binds: list[str],
+    workers: int,
+    tls: tuple[str, str] | None,
+    ready: Callable[[list[str]], None],
+) -> int:
+    """Serve ``app`` until stopped; ``ready`` gets the URLs listened on. The exit status."""
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    def when_ready(server: Any) -> None:
+        urls = []
+        for listener in server.LISTENERS:
+            name = listener.sock.getsockname()
+            if isinstance(name, str):
+                urls.append(f"unix:{name}")
+            else:
+                host = f"[{name[0]}]" if ":" in name[0] else name[0]
+                urls.append(f"{'https' if tls else 'http'}://{host}:{name[1]}")
+        ready(urls)
+
+    def post_worker_init(worker: Any) -> None:
+        signal.signal(signal.SIGINT, worker.handle_exit)  # Ctrl-C reaches every process: finish, then stop
+        app.open()  # this worker's own connection, before its first request
+
+    options: dict[str, Any] = {
+        "bind": binds,
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": THREADS,
+        "preload_app": True,
+        "graceful_timeout": GRACEFUL_S,
+        "timeout": 60,
+        "keepalive": 5,
+        "loglevel": "warning",
+        "accesslog": None,
+        "errorlog": "-",
+        "umask": 0o177,  # a Unix socket only its owner can connect to
+        "proc_name": "kmsctl-serve",
+        "when_ready": when_ready,
+        "post_worker_init": post_worker_init,
+        "limit_request_line": 8190,
+        "limit_request_fields": 100,
+        "limit_request_field_size": 16384,
+    }
+    if tls:
+        options["certfile"], options["keyfile"] = tls
+
+    class Embedded(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> ServerApp:
+            return app
+
+    class GracefulArbiter(Arbiter):  # type: ignore[misc]
+        def handle_int(self) -> None:  # SIGINT as SIGTERM: in-flight requests finish
+            raise StopIteration
+
+    try:
+        GracefulArbiter(Embedded()).run()
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    sys.stderr.flush()
+    return 0
