@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 import click
 
 from kmsctl.cli.app import App
-from kmsctl.cli.root import AWS_COMMANDS, late_globals, no_such_command, overview, suggest_subcommands
+from kmsctl.cli.root import (
+    AWS_COMMANDS,
+    late_globals,
+    no_such_command,
+    overview,
+    refuse_local_only,
+    remote_flags,
+    suggest_subcommands,
+)
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -158,9 +166,11 @@ def _settings_first(command: click.Command) -> None:
         return
 
     def first_settings(*args: object, **kwargs: object) -> object:
-        app = click.get_current_context().find_object(App)
+        ctx = click.get_current_context()
+        app = ctx.find_object(App)
         if app is not None:
             app.config()
+            refuse_local_only(ctx)
         return callback(*args, **kwargs)
 
     first_settings._settings_first = True  # type: ignore[attr-defined]
@@ -284,6 +294,24 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     help="A grant token, passed as GrantTokens to the operations that take them; repeatable.",
 )
 @click.option(
+    "--backend",
+    type=click.Choice(["local", "aws"], case_sensitive=False),
+    help="local: the keyring in --home (the default); aws: an AWS KMS endpoint through boto3 "
+    "[env KMSCTL_BACKEND; config backend].",
+)
+@click.option(
+    "--endpoint-url",
+    metavar="URL",
+    help="The AWS KMS endpoint, such as a kmsctl serve; implies --backend aws "
+    "[env KMSCTL_ENDPOINT_URL; config endpoint_url].",
+)
+@click.option("--profile", metavar="NAME", help="AWS profile, for the aws backend [env AWS_PROFILE; config profile].")
+@click.option(
+    "--region",
+    metavar="REGION",
+    help="AWS region, for the aws backend [env AWS_REGION, AWS_DEFAULT_REGION; config region].",
+)
+@click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
 @click.pass_context
@@ -299,6 +327,10 @@ def cli(
     no_input: bool,
     principal: str | None,
     grant_tokens: tuple[str, ...],
+    backend: str | None,
+    endpoint_url: str | None,
+    profile: str | None,
+    region: str | None,
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
 
@@ -329,7 +361,11 @@ def cli(
         home=home,
         output=output if flag_output else None,
         no_color=True if no_color else None,
-        flags={"output": output if flag_output else None, "color": False if no_color else None},
+        flags={
+            "output": output if flag_output else None,
+            "color": False if no_color else None,
+            **remote_flags(backend=backend, endpoint_url=endpoint_url, profile=profile, region=region),
+        },
         quiet=quiet,
         passphrase_file=passphrase_file,
         debug=debug,
