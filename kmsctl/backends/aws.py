@@ -36,6 +36,12 @@ _UNAVAILABLE = frozenset(
 )
 
 
+_VERDICTS: dict[str, tuple[str, type[E.KMSError]]] = {
+    "verify": ("SignatureValid", E.KMSInvalidSignatureException),
+    "verify_mac": ("MacValid", E.KMSInvalidMacException),
+}
+
+
 class RemoteError(E.KMSError):
     """An error the endpoint named that kmsctl has no class of its own for:
     its AWS name is kept, its exit code follows its kind."""
@@ -197,6 +203,14 @@ class AwsKMS:
                 self._client = session.client("kms", region_name=region, endpoint_url=self.endpoint_url, config=config)
         return self._client
 
+    def default_endpoint(self) -> str | None:
+        """The endpoint boto3 chose for the region (AWS_ENDPOINT_URL, the profile's
+        endpoint_url or AWS's own), None without a region."""
+        try:
+            return str(self.client().meta.endpoint_url)
+        except E.KMSError:
+            return None
+
     def identity(self) -> dict[str, Any]:
         """What is known of the caller without asking the endpoint (no STS):
         the access key ID the credential chain found, and where it found it."""
@@ -223,6 +237,7 @@ class AwsKMS:
             raise local_only(name.replace("_", " "))
         members = client.meta.service_model.operation_model(api).input_shape.members
         method = getattr(client, name)
+        verdict = _VERDICTS.get(name)
 
         def call(**kwargs: Any) -> dict[str, Any]:
             if self.grant_tokens and "GrantTokens" in members:
@@ -230,7 +245,10 @@ class AwsKMS:
             if self.dry_run and "DryRun" in members:
                 kwargs.setdefault("DryRun", True)
             with self._errors():
-                return dict(_clean(method(**kwargs)))
+                out = dict(_clean(method(**kwargs)))
+            if verdict and out.get(verdict[0]) is False:  # AWS answers an error, never false; some servers do
+                raise verdict[1](f"the endpoint answered {verdict[0]}: false")
+            return out
 
         call.__name__ = name
         return call
