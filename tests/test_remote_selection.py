@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from remote_support import AWS_ENV, free_port, run_binary
+from test_completion import complete, keys, session  # noqa: F401 (keys, session: fixtures)
 
 pytest.importorskip("boto3", reason="the aws backend needs boto3 (pip install 'kmsctl[aws]')")
 
@@ -218,3 +219,17 @@ def test_the_backends_import_neither_click_nor_rich() -> None:
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert not {m for m in names if m.split(".")[0] in {"click", "rich"}}, path
+
+
+# ----- completion: key names are not offered on the aws backend -----
+def test_key_names_are_not_completed_on_the_aws_backend(sub: Any, request: pytest.FixtureRequest) -> None:
+    env = {"KMSCTL_SESSION": request.getfixturevalue("session")}  # a keyring with alias/app and alias/backup
+    assert complete(sub, "kmsctl describe alias/", env)[0] == ["alias/app", "alias/backup"]  # the local keyring's
+    for line, extra in (
+        ("kmsctl --endpoint-url http://127.0.0.1:9 describe alias/", {}),
+        ("kmsctl --backend aws describe alias/", {}),
+        ("kmsctl describe alias/", {"KMSCTL_ENDPOINT_URL": "http://127.0.0.1:9"}),
+        ("kmsctl describe alias/", {"KMSCTL_BACKEND": "aws"}),
+    ):
+        got, stderr, _ = complete(sub, line, {**env, **extra})
+        assert (got, stderr) == ([], b""), line
