@@ -22,6 +22,7 @@ from kmsctl.cli.root import (
     overview,
     refuse_local_only,
     remote_flags,
+    remote_options,
     suggest_subcommands,
 )
 
@@ -293,24 +294,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     metavar="T",
     help="A grant token, passed as GrantTokens to the operations that take them; repeatable.",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["local", "aws"], case_sensitive=False),
-    help="local: the keyring in --home (the default); aws: an AWS KMS endpoint through boto3 "
-    "[env KMSCTL_BACKEND; config backend].",
-)
-@click.option(
-    "--endpoint-url",
-    metavar="URL",
-    help="The AWS KMS endpoint, such as a kmsctl serve; implies --backend aws "
-    "[env KMSCTL_ENDPOINT_URL; config endpoint_url].",
-)
-@click.option("--profile", metavar="NAME", help="AWS profile, for the aws backend [env AWS_PROFILE; config profile].")
-@click.option(
-    "--region",
-    metavar="REGION",
-    help="AWS region, for the aws backend [env AWS_REGION, AWS_DEFAULT_REGION; config region].",
-)
+@remote_options
 @click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
@@ -348,7 +332,7 @@ def cli(
     Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
     4 key state forbids it, 5 locked, wrong passphrase or access denied,
     6 ciphertext rejected, 7 conflict or limit, 8 integrity check failed,
-    70 internal error, 130 interrupted.
+    69 KMS endpoint unavailable (--backend aws), 70 internal error, 130 interrupted.
 
     The global options may also follow the command (kmsctl list -o json
     --home DIR). The aws kms command names work too (describe-key, list-keys,

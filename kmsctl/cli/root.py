@@ -8,6 +8,7 @@ Imports click and nothing heavy: it is loaded with every command.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import click
 
@@ -124,6 +125,36 @@ def _late_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 def _late_no_input(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if value:
         ctx.find_object(App).no_input_flag = True  # type: ignore[union-attr]
+
+
+def remote_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The root's remote backend options: --backend, --endpoint-url, --profile, --region."""
+    for option in reversed(
+        [
+            click.option(
+                "--backend",
+                type=click.Choice(["local", "aws"], case_sensitive=False),
+                help="local: the keyring in --home (the default); aws: an AWS KMS endpoint through boto3, "
+                "the same commands and outputs [env KMSCTL_BACKEND; config backend].",
+            ),
+            click.option(
+                "--endpoint-url",
+                metavar="URL",
+                help="The AWS KMS endpoint, such as a kmsctl serve; implies --backend aws "
+                "[env KMSCTL_ENDPOINT_URL; config endpoint_url].",
+            ),
+            click.option(
+                "--profile", metavar="NAME", help="AWS profile, for the aws backend [env AWS_PROFILE; config profile]."
+            ),
+            click.option(
+                "--region",
+                metavar="REGION",
+                help="AWS region, for the aws backend [env AWS_REGION, AWS_DEFAULT_REGION; config region].",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 def remote_flags(**given: str | None) -> dict[str, str]:
