@@ -87,9 +87,10 @@ def test_local_only_commands_refuse_on_the_aws_backend(cli: Any, env: dict[str, 
     assert len(r.stderr.splitlines()) == 1
 
 
-def test_principal_is_refused_on_the_aws_backend(cli: Any, env: dict[str, str]) -> None:
-    r = cli("--backend", "aws", "--principal", "alice", "list", env=env)
-    assert r.exit_code == 2 and "--principal works on the local keyring only" in r.stderr
+@pytest.mark.parametrize("option", [["--principal", "alice"], ["--read-only"]], ids=lambda o: o[0])
+def test_local_options_are_refused_on_the_aws_backend(cli: Any, env: dict[str, str], option: list[str]) -> None:
+    r = cli("--backend", "aws", *option, "list", env=env)
+    assert r.exit_code == 2 and f"{option[0]} works on the local keyring only" in r.stderr
 
 
 def test_selection_by_environment_config_and_flag(cli: Any, env: dict[str, str], keyring_home: Path) -> None:

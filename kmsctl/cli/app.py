@@ -193,6 +193,8 @@ class App:
 
             if self.principal is not None:
                 raise self._local_option("--principal", "act as a principal with --profile instead")
+            if self.read_only:  # fail closed: writes could not be refused there
+                raise self._local_option("--read-only", "use credentials that may only read")
             self._remote = AwsKMS(
                 endpoint_url=self.setting("endpoint_url")[0],
                 profile=self.setting("profile")[0],
