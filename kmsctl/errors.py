@@ -167,19 +167,7 @@ class KeyUnavailableException(KMSError):
     http_status = 500
 
 
-# 5: the remote endpoint does not accept the credentials, or there are none
-class UnrecognizedClientException(KMSError):
-    exit_code = 5
-
-
-class InvalidSignatureException(KMSError):
-    exit_code = 5
-
-
-class ExpiredTokenException(KMSError):
-    exit_code = 5
-
-
+# 5: the remote backend's credential chain found no credentials
 class MissingCredentials(KMSError):
     """kmsctl's own: the AWS credential chain found no credentials."""
 

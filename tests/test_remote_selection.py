@@ -142,6 +142,8 @@ def _client_error(code: str, status: int, message: str = "m") -> Exception:
         ("AccessDeniedException", 400, 5),
         ("UnrecognizedClientException", 400, 5),
         ("InvalidSignatureException", 400, 5),
+        ("ExpiredTokenException", 400, 5),
+        ("IncompleteSignatureException", 400, 5),
         ("InvalidCiphertextException", 400, 6),
         ("AlreadyExistsException", 400, 7),
         ("KMSInternalException", 500, 69),

@@ -36,6 +36,18 @@ _UNAVAILABLE = frozenset(
 )
 
 
+# AWS errors that mean the credentials were refused: exit 5, whatever the HTTP status
+_CREDENTIALS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "IncompleteSignatureException",
+        "MissingAuthenticationTokenException",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+    }
+)
 _VERDICTS: dict[str, tuple[str, type[E.KMSError]]] = {
     "verify": ("SignatureValid", E.KMSInvalidSignatureException),
     "verify_mac": ("MacValid", E.KMSInvalidMacException),
@@ -92,6 +104,8 @@ def map_error(exc: Exception, endpoint: str) -> E.KMSError | None:
             message += f" (after {MAX_ATTEMPTS} attempts)"
         if code in _UNAVAILABLE or status >= 500:
             return RemoteError(code, message, 69)
+        if code in _CREDENTIALS:
+            return RemoteError(code, message, 5)
         known = getattr(E, code, None)
         if isinstance(known, type) and issubclass(known, E.KMSError) and code.endswith("Exception"):
             return known(message)
