@@ -146,7 +146,7 @@ def test_aliases_and_tags(rcli: Any) -> None:
 def test_data_key(rcli: Any) -> None:
     alias, arn = _key(rcli)
     out = json.loads(rcli("data-key", "-k", alias, "-o", "json").stdout)
-    assert set(out) == {"CiphertextBlob", "Plaintext", "KeyId"} and out["KeyId"] == arn
+    assert set(out) >= {"CiphertextBlob", "Plaintext", "KeyId"} and out["KeyId"] == arn
     dec = rcli("decrypt", input=base64.b64decode(out["CiphertextBlob"]))
     assert dec.stdout_bytes == base64.b64decode(out["Plaintext"])
 
