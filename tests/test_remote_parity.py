@@ -87,6 +87,17 @@ SCENARIOS: dict[str, list[Step]] = {
         (["grant", "list", "{alias}", "-o", "json"], None),
         (["policy", "list", "{alias}", "-o", "text"], None),
         (["policy", "get", "{alias}", "-o", "json"], None),
+        (["policy", "get", "{alias}", "-o", "text", ">policy"], None),
+        (["policy", "put", "{alias}", "{tmp}/policy"], None),
+        (["policy", "put", "{alias}", "{tmp}/no-such-file"], None),
+    ],
+    "kem-ecdh": [
+        (["create", "--alias", "{alias}", "--key-spec", "ML_KEM_768", "-o", "text"], None),
+        (["encapsulate", "-k", "{alias}", "-o", "json"], None),
+        (["decapsulate", "-k", "{alias}"], b"too short"),
+        (["create", "--alias", "{alias}-e", "--key-spec", "ECC_NIST_P256", "--key-usage", "KEY_AGREEMENT"], None),
+        (["public-key", "{alias}-e", ">peer"], None),
+        (["derive-shared-secret", "-k", "{alias}-e", "--public-key", "{tmp}/peer", "-o", "json"], None),
     ],
     "seal": [
         (["create", "--alias", "{alias}", "-o", "text"], None),
@@ -106,6 +117,7 @@ MOTO_DIVERGES = {
     "sign-verify": "moto answers SignatureValid false instead of an error, and fewer members",
     "hmac": "moto lacks members",
     "aliases-tags": "moto's aliases have no dates",
+    "kem-ecdh": "moto has no ML-KEM keys",
 }
 
 
