@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,3 +193,47 @@ def test_status_says_backend_endpoint_region_identity(rcli: Any, remote_endpoint
         "AccessKeyId": AWS_ENV["AWS_ACCESS_KEY_ID"],
         "CredentialSource": "env",
     }
+
+
+# ----- the short path (kmsctl.backends.fast) against the botocore client -----
+@pytest.fixture
+def profile_env(aws_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A profile with the same credentials: --profile takes the botocore client."""
+    config = tmp_path / "aws-config"
+    config.write_text(
+        f"[profile t]\naws_access_key_id = {AWS_ENV['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {AWS_ENV['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    return {**aws_env, "AWS_CONFIG_FILE": str(config)}
+
+
+def test_the_short_path_answers_as_the_botocore_client(rcli: Any, profile_env: dict[str, str]) -> None:
+    alias, _ = _key(rcli, "--description", "both paths")
+    args = ["describe", alias, "-o", "json"]
+    assert json.loads(rcli(*args).stdout) == json.loads(rcli("--profile", "t", *args).stdout)  # members in any order
+    args = ["describe", alias, "-o", "text"]
+    assert rcli(*args).stdout == rcli("--profile", "t", *args).stdout
+    short = rcli("encrypt", "-k", alias, input=b"either way")
+    full = rcli("--profile", "t", "encrypt", "-k", alias, input=b"either way")
+    assert rcli("--profile", "t", "decrypt", input=short.stdout_bytes).stdout_bytes == b"either way"
+    assert rcli("decrypt", input=full.stdout_bytes).stdout_bytes == b"either way"
+    for args in (["data-key", "-k", alias, "-o", "json"], ["random", "16", "-o", "json"]):
+        a, b = json.loads(rcli(*args).stdout), json.loads(rcli("--profile", "t", *args).stdout)
+        assert {k: type(v) for k, v in a.items()} == {k: type(v) for k, v in b.items()}
+    missing = ["describe", "alias/never-" + uuid.uuid4().hex[:8]]
+    one, two = rcli(*missing), rcli("--profile", "t", *missing)
+    assert (one.exit_code, one.stderr) == (two.exit_code, two.stderr) == (3, one.stderr)
+
+
+def test_the_short_path_leaves_the_botocore_client_unloaded(remote_endpoint: Endpoint, aws_env: dict[str, str]) -> None:
+    script = (
+        "import sys, json\nfrom kmsctl.cli import run\n"
+        f"rc = run(['--endpoint-url', {remote_endpoint.url!r}, 'random', '8', '-o', 'json'])\n"
+        "sys.stderr.write(json.dumps([rc, 'botocore.client' in sys.modules, 'botocore.auth' in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KMSCTL_", "AWS_"))}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={**env, **aws_env}, timeout=60, check=False
+    )
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, False, True]

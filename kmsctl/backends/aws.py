@@ -1,10 +1,10 @@
 """The remote backend: an AWS KMS endpoint (AWS KMS itself, or a ``kmsctl serve``)
-through boto3, wrapped only so that its errors become kmsctl's AWS-named
+through boto3's botocore, wrapped only so that its errors become kmsctl's AWS-named
 exceptions (one error boundary, the same exit codes as the local keyring) and
 its answers carry what ``LocalKMS`` answers: no ``ResponseMetadata``, dates in
 UTC.
 
-boto3 and botocore are imported here only, and this module only when the
+botocore is imported here only, and this module only when the
 aws backend is chosen: local start-up never pays for them.
 
 The CLI also calls a few names that are not AWS operations; those whose
@@ -17,11 +17,14 @@ name (sessions, audit, principals, maintenance) is refused as local-only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kmsctl import errors as E
+
+if TYPE_CHECKING:
+    from kmsctl.backends.fast import FastKMS
 
 # a dead endpoint fails within about CONNECT_TIMEOUT_S x MAX_ATTEMPTS plus one
 # backoff (under a second): well within 5 s; a live one may take READ_TIMEOUT_S
@@ -86,6 +89,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def client_error(code: str, message: str, status: int, endpoint: str, *, retried: bool = False) -> E.KMSError:
+    """kmsctl's exception for an error the endpoint answered."""
+    if not code or code.isdigit():  # a page that is not KMS's JSON (a proxy, an HTML 500)
+        code = "KMSInternalException" if status >= 500 else "ValidationException"
+        message = message or f"{endpoint} answered HTTP {status} without a KMS error"
+    message = message or f"{endpoint} gave {code} without a message"
+    if retried:
+        message += f" (after {MAX_ATTEMPTS} attempts)"
+    if code in _UNAVAILABLE or status >= 500:
+        return RemoteError(code, message, 69)
+    if code in _CREDENTIALS:
+        return RemoteError(code, message, 5)
+    known = getattr(E, code, None)
+    if isinstance(known, type) and issubclass(known, E.KMSError) and code.endswith("Exception"):
+        return known(message)
+    return RemoteError(code, message, 5 if status in (401, 403) else 2)
+
+
 def map_error(exc: Exception, endpoint: str) -> E.KMSError | None:
     """kmsctl's exception for a botocore one, or None for an error that is not botocore's."""
     from botocore import exceptions as B
@@ -94,22 +115,13 @@ def map_error(exc: Exception, endpoint: str) -> E.KMSError | None:
         error = exc.response.get("Error") or {}
         meta = exc.response.get("ResponseMetadata") or {}
         status = int(meta.get("HTTPStatusCode") or 400)
-        code = str(error.get("Code") or "")
-        message = str(error.get("Message") or "")
-        if not code or code.isdigit():  # a page that is not KMS's JSON (a proxy, an HTML 500)
-            code = "KMSInternalException" if status >= 500 else "ValidationException"
-            message = message or f"{endpoint} answered HTTP {status} without a KMS error"
-        message = message or f"{endpoint} gave {code} without a message"
-        if meta.get("MaxAttemptsReached"):
-            message += f" (after {MAX_ATTEMPTS} attempts)"
-        if code in _UNAVAILABLE or status >= 500:
-            return RemoteError(code, message, 69)
-        if code in _CREDENTIALS:
-            return RemoteError(code, message, 5)
-        known = getattr(E, code, None)
-        if isinstance(known, type) and issubclass(known, E.KMSError) and code.endswith("Exception"):
-            return known(message)
-        return RemoteError(code, message, 5 if status in (401, 403) else 2)
+        return client_error(
+            str(error.get("Code") or ""),
+            str(error.get("Message") or ""),
+            status,
+            endpoint,
+            retried=bool(meta.get("MaxAttemptsReached")),
+        )
     if isinstance(exc, (B.NoCredentialsError, B.PartialCredentialsError, B.CredentialRetrievalError)):
         return E.MissingCredentials(
             f"no usable AWS credentials for {endpoint}: {exc}",
@@ -155,10 +167,31 @@ class AwsKMS:
 
     backend = "aws"
 
-    def __init__(self, *, endpoint_url: str | None, profile: str | None, region: str | None) -> None:
+    def __init__(
+        self,
+        *,
+        endpoint_url: str | None,
+        profile: str | None,
+        region: str | None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.endpoint_url = endpoint_url
         self.profile = profile
         self._region = region
+        self._fast: FastKMS | None = None
+        if endpoint_url and region and not profile and env is not None:  # kmsctl.backends.fast: when it may
+            from kmsctl.backends import fast
+
+            credentials = fast.credentials_from_env(env)
+            if credentials is not None:
+                self._fast = fast.FastKMS(
+                    endpoint_url=endpoint_url,
+                    region=region,
+                    credentials=credentials,
+                    connect_s=CONNECT_TIMEOUT_S,
+                    read_s=READ_TIMEOUT_S,
+                    attempts=MAX_ATTEMPTS,
+                )
         self._client: Any = None
         self._session: Any = None
         self.grant_tokens: list[str] = []
@@ -187,16 +220,25 @@ class AwsKMS:
             raise mapped from None
 
     def session(self) -> Any:
+        """botocore's session, as boto3.Session wraps it (the same credential chain,
+        profiles and config files), without boto3's own import of s3transfer,
+        which costs a fifth of a second and serves only S3."""
         if self._session is None:
             with self._errors():
-                import boto3
+                import botocore.session
 
-                self._session = boto3.session.Session(profile_name=self.profile)
+                session = botocore.session.Session(profile=self.profile)
+                if self.profile is not None:
+                    session.get_scoped_config()  # an unknown profile fails here, as boto3.Session does
+                self._session = session
         return self._session
 
     @property
     def region(self) -> str | None:
-        return self._region or self.session().region_name
+        if self._region:
+            return self._region
+        with self._errors():
+            return self.session().get_config_variable("region") or None
 
     def client(self) -> Any:
         if self._client is None:
@@ -214,7 +256,9 @@ class AwsKMS:
                     retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
                     user_agent_appid="kmsctl",
                 )
-                self._client = session.client("kms", region_name=region, endpoint_url=self.endpoint_url, config=config)
+                self._client = session.create_client(
+                    "kms", region_name=region, endpoint_url=self.endpoint_url, config=config
+                )
         return self._client
 
     def default_endpoint(self) -> str | None:
@@ -245,13 +289,31 @@ class AwsKMS:
         return wrapped
 
     def _wrap(self, name: str) -> Callable[..., dict[str, Any]]:
+        verdict = _VERDICTS.get(name)
+        if self._fast is not None:
+            from kmsctl.backends.fast import OPERATIONS
+
+            op = OPERATIONS.get(name)
+            if op is not None:
+                fast = self._fast
+
+                def fast_call(**kwargs: Any) -> dict[str, Any]:
+                    if self.grant_tokens and op.grant_tokens:
+                        kwargs.setdefault("GrantTokens", self.grant_tokens)
+                    if self.dry_run and op.dry_run:
+                        kwargs.setdefault("DryRun", True)
+                    out = fast.call(op, kwargs)
+                    if verdict and out.get(verdict[0]) is False:
+                        raise verdict[1](f"the endpoint answered {verdict[0]}: false")
+                    return out
+
+                return fast_call
         client = self.client()
         api = client.meta.method_to_api_mapping.get(name)
         if api is None:
             raise local_only(name.replace("_", " "))
         members = client.meta.service_model.operation_model(api).input_shape.members
         method = getattr(client, name)
-        verdict = _VERDICTS.get(name)
 
         def call(**kwargs: Any) -> dict[str, Any]:
             if self.grant_tokens and "GrantTokens" in members:

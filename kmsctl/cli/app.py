@@ -199,6 +199,7 @@ class App:
                 endpoint_url=self.setting("endpoint_url")[0],
                 profile=self.setting("profile")[0],
                 region=self.setting("region")[0] or self.env.get("AWS_DEFAULT_REGION") or None,
+                env=self.env,
             )
             self._remote.grant_tokens = self.grant_tokens
             self._remote.dry_run = self.dry_run
