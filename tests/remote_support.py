@@ -3,6 +3,7 @@ test servers (moto's, kmsctl serve) and the real binary as a subprocess."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ AWS_UNSET = ["AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN", "AWS_ENDP
 class Endpoint:
     kind: str  # "moto" or "serve"
     url: str
+    credentials: dict[str, str] = field(default_factory=dict)  # the client's, where the server checks them
 
 
 def free_port() -> int:
@@ -67,22 +69,41 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_serve(port: int, home: Path) -> subprocess.Popen[bytes]:
-    """kmsctl serve on a fresh keyring, every request as the account root
-    (--auth none, loopback only)."""
+# kms:* and kmsctl:* (kmsctl's own operations: Encapsulate, Decapsulate, ...)
+ALLOW_ALL = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["kms:*", "kmsctl:*"], "Resource": "*"}]}
+)
+
+
+def start_serve(port: int, home: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """kmsctl serve on a fresh keyring, as a client meets it: every request
+    signed (SigV4) by the access key of a principal allowed kms:* and kmsctl:*. The
+    credentials come back for the client's environment."""
     if "serve" not in COMMANDS:
         pytest.skip("kmsctl serve is not in this build")
     make_keyring(home)
     passfile = home.parent / "serve-pass.txt"
     passfile.write_text(PASSPHRASE + "\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSCTL_")}
+    policy = home.parent / "tester-policy.json"
+    policy.write_text(ALLOW_ALL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KMSCTL_", "AWS_"))}
     env.update({"KMSCTL_HOME": str(home), "KMSCTL_PASSPHRASE_FILE": str(passfile)})
-    return subprocess.Popen(
-        [sys.executable, "-m", "kmsctl", "serve", "--listen", f"127.0.0.1:{port}", "--auth", "none"],
+    for args in (["principal", "create", "tester"], ["principal", "policy", "put", "tester", str(policy)]):
+        subprocess.run([sys.executable, "-m", "kmsctl", "-q", *args], env=env, check=True, capture_output=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "kmsctl", "-q", "principal", "access-key", "create", "tester", "-o", "json"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    key = json.loads(made.stdout)["AccessKey"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kmsctl", "serve", "--listen", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
 
 
 def run_binary(args: list[str], env: dict[str, str], input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

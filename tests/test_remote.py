@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,15 +47,16 @@ SERVERS = ["moto", "serve"]
 def remote_endpoint(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    if request.param == "moto":
+    credentials: dict[str, str] = {}
+    if request.param == "moto":  # no authentication: any credentials do
         proc = start_moto(port)
         probe = url + "/moto-api/"
     else:
-        proc = start_serve(port, tmp_path_factory.mktemp("serve") / "home")
+        proc, credentials = start_serve(port, tmp_path_factory.mktemp("serve") / "home")
         probe = url + "/health"
     try:
         wait_until_up(proc, probe)
-        yield Endpoint(request.param, url)
+        yield Endpoint(request.param, url, credentials)
     finally:
         proc.terminate()
         try:
@@ -75,8 +77,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def rcli(remote_endpoint: Endpoint, aws_env: dict[str, str]) -> Any:
-    """kmsctl in-process with --endpoint-url of the test server."""
+def rcli(remote_endpoint: Endpoint, aws_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """kmsctl in-process with --endpoint-url of the test server (and its credentials)."""
+    for name, value in remote_endpoint.credentials.items():
+        monkeypatch.setenv(name, value)
+        aws_env[name] = value
 
     def invoke(*args: str, input: bytes | str | None = None, env: dict[str, str | None] | None = None) -> Result:
         runner = CliRunner()
@@ -89,10 +94,11 @@ def rcli(remote_endpoint: Endpoint, aws_env: dict[str, str]) -> Any:
 
 @pytest.fixture
 def rsub(remote_endpoint: Endpoint, aws_env: dict[str, str]) -> Any:
-    """The real kmsctl binary, with --endpoint-url of the test server."""
+    """The real kmsctl binary, with --endpoint-url of the test server (and its credentials)."""
 
     def invoke(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-        return run_binary(["--endpoint-url", remote_endpoint.url, *args], aws_env, input)
+        env = {**aws_env, **remote_endpoint.credentials}
+        return run_binary(["--endpoint-url", remote_endpoint.url, *args], env, input)
 
     return invoke
 
@@ -190,19 +196,22 @@ def test_status_says_backend_endpoint_region_identity(rcli: Any, remote_endpoint
         "Endpoint": remote_endpoint.url,
         "Region": REGION,
         "Profile": "default",
-        "AccessKeyId": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "AccessKeyId": remote_endpoint.credentials.get("AWS_ACCESS_KEY_ID", AWS_ENV["AWS_ACCESS_KEY_ID"]),
         "CredentialSource": "env",
     }
 
 
 # ----- the short path (kmsctl.backends.fast) against the botocore client -----
 @pytest.fixture
-def profile_env(aws_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def profile_env(
+    remote_endpoint: Endpoint, aws_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
     """A profile with the same credentials: --profile takes the botocore client."""
+    credentials = {**AWS_ENV, **remote_endpoint.credentials}
     config = tmp_path / "aws-config"
     config.write_text(
-        f"[profile t]\naws_access_key_id = {AWS_ENV['AWS_ACCESS_KEY_ID']}\n"
-        f"aws_secret_access_key = {AWS_ENV['AWS_SECRET_ACCESS_KEY']}\n"
+        f"[profile t]\naws_access_key_id = {credentials['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {credentials['AWS_SECRET_ACCESS_KEY']}\n"
     )
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     return {**aws_env, "AWS_CONFIG_FILE": str(config)}
@@ -234,6 +243,24 @@ def test_the_short_path_leaves_the_botocore_client_unloaded(remote_endpoint: End
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KMSCTL_", "AWS_"))}
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env={**env, **aws_env}, timeout=60, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**env, **aws_env, **remote_endpoint.credentials},
+        timeout=60,
+        check=False,
     )
     assert json.loads(proc.stderr.strip().splitlines()[-1]) == [0, False, True]
+
+
+def test_a_wrong_secret_is_one_line_exit_5(remote_endpoint: Endpoint, aws_env: dict[str, str]) -> None:
+    if remote_endpoint.kind == "moto":
+        pytest.skip("moto accepts any signature")
+    env = {**aws_env, **remote_endpoint.credentials, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
+    for args in (["list"], ["describe", "alias/x"]):  # the botocore client; the short path
+        start = time.monotonic()
+        proc = run_binary(["--endpoint-url", remote_endpoint.url, *args], env)
+        assert time.monotonic() - start < 5
+        err = proc.stderr.decode()
+        assert proc.returncode == 5 and len(err.splitlines()) == 1, err
+        assert err.startswith("kmsctl: InvalidSignatureException: "), err
