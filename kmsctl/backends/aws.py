@@ -162,6 +162,22 @@ def no_region() -> E.KMSError:
     )
 
 
+def _share_the_aws_cli_cache(session: Any) -> None:
+    """Assume-role credentials (and their MFA prompt) are cached where the aws
+    CLI caches them, ~/.aws/cli/cache, so that neither asks again while they last."""
+    import os
+
+    from botocore.credentials import JSONFileCache
+
+    cache = JSONFileCache(os.path.join(os.path.expanduser("~"), ".aws", "cli", "cache"))
+    providers = session.get_component("credential_provider")
+    for name in ("assume-role", "assume-role-with-web-identity"):
+        try:
+            providers.get_provider(name).cache = cache
+        except Exception:  # noqa: S112 - a botocore without that provider: no cache for it
+            continue
+
+
 class AwsKMS:
     """A boto3 KMS client that speaks kmsctl's errors; made on first use."""
 
@@ -230,6 +246,7 @@ class AwsKMS:
                 session = botocore.session.Session(profile=self.profile)
                 if self.profile is not None:
                     session.get_scoped_config()  # an unknown profile fails here, as boto3.Session does
+                _share_the_aws_cli_cache(session)
                 self._session = session
         return self._session
 
