@@ -91,6 +91,35 @@ def _key(value: Any) -> str:
     return value.strip()
 
 
+BACKENDS = ("local", "aws")
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{1,39}")
+
+
+def _backend(value: Any) -> str:
+    value = value.lower() if isinstance(value, str) else value
+    if not isinstance(value, str) or value not in BACKENDS:
+        raise ValueError(f"expected one of {', '.join(BACKENDS)}, got {value!r}")
+    return value
+
+
+def _endpoint_url(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s/?#]+(/[^\s]*)?", value.strip()):
+        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    return value.strip()
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256 or not is_text(value):
+        raise ValueError(f"expected a name, got {value!r}")
+    return value.strip()
+
+
+def _region(value: Any) -> str:
+    if not isinstance(value, str) or not _REGION.fullmatch(value.strip()):
+        raise ValueError(f"expected a region like us-east-1, got {value!r}")
+    return value.strip()
+
+
 class Setting(NamedTuple):  # not a dataclass: dataclasses costs --help a few ms to import
     name: str
     check: Callable[[Any], Any]
@@ -114,6 +143,16 @@ SETTINGS: dict[str, Setting] = {
         Setting("kdf.memory_kib", _kdf("memory_kib"), 65536, "1024..16777216", "Argon2id memory in KiB, for init."),
         Setting("kdf.lanes", _kdf("lanes"), 4, "1..64", "Argon2id parallelism, for keyrings made by init."),
         Setting("seal.key", _key, None, "KEY", "The key seal uses when -k is not given.", "seal -k"),
+        Setting(
+            "backend", _backend, "local", "local|aws", "Where keys live: the local keyring, or an AWS KMS endpoint.",
+            "--backend", "KMSCTL_BACKEND",
+        ),
+        Setting(
+            "endpoint_url", _endpoint_url, None, "URL", "The AWS KMS endpoint (a kmsctl serve); implies backend aws.",
+            "--endpoint-url", "KMSCTL_ENDPOINT_URL",
+        ),
+        Setting("profile", _name, None, "NAME", "The AWS profile, for the aws backend.", "--profile", "AWS_PROFILE"),
+        Setting("region", _region, None, "REGION", "The AWS region, for the aws backend.", "--region", "AWS_REGION"),
     )
 }  # fmt: skip
 

@@ -180,6 +180,38 @@ class UnrecognizedClientException(KMSError):
     exit_code = 5
 
 
+# 69: the KMS endpoint is unavailable (remote backend: cannot connect, timed out, 5xx)
+class EndpointUnavailable(KMSError):
+    """kmsctl's own: the remote endpoint could not be reached or answered in time."""
+
+    exit_code = 69
+    http_status = 503
+
+
+class DependencyTimeoutException(KMSError):
+    exit_code = 69
+    http_status = 503
+
+
+class KeyUnavailableException(KMSError):
+    exit_code = 69
+    http_status = 500
+
+
+# 5: the remote backend's credential chain found no credentials
+class MissingCredentials(KMSError):
+    """kmsctl's own: the AWS credential chain found no credentials."""
+
+    exit_code = 5
+
+
+# 2: the remote backend has no region to sign for
+class MissingRegion(KMSError):
+    """kmsctl's own: no --region, AWS_REGION, config region or profile region."""
+
+    exit_code = 2
+
+
 def validation_error(value: object, field: str, constraint: str) -> KMSError:
     """AWS's wording: ``1 validation error detected: Value 'x' at 'f' failed ...``."""
     return ValidationException(

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING
 import click
 
 from kmsctl.cli.app import App
-from kmsctl.cli.root import AWS_COMMANDS, late_globals, no_such_command, overview, suggest_subcommands
+from kmsctl.cli.root import (
+    AWS_COMMANDS,
+    late_globals,
+    no_such_command,
+    overview,
+    refuse_local_only,
+    remote_flags,
+    remote_options,
+    suggest_subcommands,
+)
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -159,9 +168,11 @@ def _settings_first(command: click.Command) -> None:
         return
 
     def first_settings(*args: object, **kwargs: object) -> object:
-        app = click.get_current_context().find_object(App)
+        ctx = click.get_current_context()
+        app = ctx.find_object(App)
         if app is not None:
             app.config()
+            refuse_local_only(ctx)
         return callback(*args, **kwargs)
 
     first_settings._settings_first = True  # type: ignore[attr-defined]
@@ -284,6 +295,7 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     metavar="T",
     help="A grant token, passed as GrantTokens to the operations that take them; repeatable.",
 )
+@remote_options
 @click.option(
     "--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Show the version."
 )
@@ -300,6 +312,10 @@ def cli(
     no_input: bool,
     principal: str | None,
     grant_tokens: tuple[str, ...],
+    backend: str | None,
+    endpoint_url: str | None,
+    profile: str | None,
+    region: str | None,
 ) -> None:
     """kmsctl: AWS KMS keys, operations and semantics on one machine.
 
@@ -317,7 +333,7 @@ def cli(
     Exit codes: 0 ok, 1 does not verify, 2 bad usage or input, 3 not found,
     4 key state forbids it, 5 locked, wrong passphrase or access denied,
     6 ciphertext rejected, 7 conflict or limit, 8 integrity check failed,
-    70 internal error, 130 interrupted.
+    69 KMS endpoint unavailable (--backend aws), 70 internal error, 130 interrupted.
 
     The global options may also follow the command (kmsctl list -o json
     --home DIR). The aws kms command names work too (describe-key, list-keys,
@@ -330,7 +346,11 @@ def cli(
         home=home,
         output=output if flag_output else None,
         no_color=True if no_color else None,
-        flags={"output": output if flag_output else None, "color": False if no_color else None},
+        flags={
+            "output": output if flag_output else None,
+            "color": False if no_color else None,
+            **remote_flags(backend=backend, endpoint_url=endpoint_url, profile=profile, region=region),
+        },
         quiet=quiet,
         passphrase_file=passphrase_file,
         debug=debug,

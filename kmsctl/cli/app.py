@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
+    from kmsctl.backends.aws import AwsKMS
     from kmsctl.keyring.keyring import Keyring
     from kmsctl.keyring.unlock import UnlockSources
     from kmsctl.service import LocalKMS
@@ -74,6 +75,7 @@ class App:
         self.no_input_flag = no_input
         self._keyring: Keyring | None = None
         self._kms: LocalKMS | None = None
+        self._remote: AwsKMS | None = None
         self.principal = principal  # --principal: act as this principal (access control)
         self.grant_tokens = grant_tokens or []
         self.dry_run = False  # --dry-run on an operation that takes DryRun
@@ -170,7 +172,46 @@ class App:
             warn=self.warn,
         )
 
+    @property
+    def remote(self) -> bool:
+        """The aws backend: --backend aws, or an endpoint URL (flag, environment, config.toml)."""
+        backend, origin = self.setting("backend")
+        # an endpoint URL implies aws, unless local is asked for by name
+        return backend == "aws" or (origin == "default" and self.setting("endpoint_url")[0] is not None)
+
+    def refuse_remote(self, what: str) -> None:
+        """A local-only command or option, on the aws backend: exit 2."""
+        if self.remote:
+            from kmsctl.backends.aws import local_only
+
+            raise local_only(what)
+
+    def aws(self) -> AwsKMS:
+        """The aws backend's client (boto3 is imported when an operation first needs it)."""
+        if self._remote is None:
+            from kmsctl.backends.aws import AwsKMS
+
+            if self.principal is not None:
+                raise self._local_option("--principal", "act as a principal with --profile instead")
+            if self.read_only:  # fail closed: writes could not be refused there
+                raise self._local_option("--read-only", "use credentials that may only read")
+            self._remote = AwsKMS(
+                endpoint_url=self.setting("endpoint_url")[0],
+                profile=self.setting("profile")[0],
+                region=self.setting("region")[0] or self.env.get("AWS_DEFAULT_REGION") or None,
+                env=self.env,
+            )
+            self._remote.grant_tokens = self.grant_tokens
+            self._remote.dry_run = self.dry_run
+        return self._remote
+
+    def _local_option(self, option: str, hint: str) -> Exception:
+        from kmsctl.errors import UsageError
+
+        return UsageError(f"{option} works on the local keyring only, and the backend is aws", hint=hint)
+
     def keyring(self) -> Keyring:
+        self.refuse_remote("the keyring")
         if self._keyring is None:
             from kmsctl.keyring.keyring import Keyring
 
@@ -181,7 +222,10 @@ class App:
 
     def kms(self) -> LocalKMS:
         """The KMS client; it unlocks the keyring (a session, else a passphrase) when an
-        operation first needs it."""
+        operation first needs it. On the aws backend, the boto3 client (the same
+        operations, names and answers; the local-only names are refused)."""
+        if self.remote:
+            return self.aws()  # type: ignore[return-value]
         if self._kms is None:
             from kmsctl.keyring.unlock import unlock as do_unlock
             from kmsctl.service import LocalKMS

@@ -8,13 +8,15 @@ AWS names, typed in any case), config keys, and key IDs and alias names
 wherever KEY is taken. Key names come from the keyring only while a session is
 active (a valid ``KMSCTL_SESSION``), read by kmsctl.keyring.names: no
 passphrase prompt, no audit record, no output but candidates, and any error
-(no keyring, an expired session, a busy database) completes nothing.
+(no keyring, an expired session, a busy database) completes nothing. On the
+aws backend key names are not completed (boto3 could not answer in time).
 
 This module imports click and nothing heavy: it is loaded with every command.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -77,13 +79,34 @@ def _home(ctx: click.Context) -> str:
     return default_home(os.environ)
 
 
+def _remote(ctx: click.Context) -> bool:
+    """The aws backend is chosen (a flag on the line being completed, the
+    environment or config.toml): key names are not completed there, since
+    boto3's start-up alone takes most of DEADLINE_S."""
+    root = ctx.find_root().params
+    words = os.environ.get("COMP_WORDS", "").split()
+    if root.get("endpoint_url") or str(root.get("backend") or "").lower() == "aws" or "--endpoint-url" in words:
+        return True
+    if any(a == "--backend" and b.lower() == "aws" for a, b in itertools.pairwise(words)):
+        return True
+    if os.environ.get("KMSCTL_ENDPOINT_URL") or os.environ.get("KMSCTL_BACKEND", "").lower() == "aws":
+        return True
+    try:
+        from kmsctl import config
+
+        values = config.load(_home(ctx))
+    except Exception:
+        return False
+    return values.get("backend") == "aws" or bool(values.get("endpoint_url"))
+
+
 def key_names(ctx: click.Context, incomplete: str, *, keys: bool = True) -> list[CompletionItem]:
     """Alias names (and key IDs unless ``keys`` is false) starting with
     ``incomplete``; [] without a valid session, on any error, or when the
     keyring does not answer within DEADLINE_S (a database locked by another
     process would otherwise hold the prompt for SQLite's 30 s busy timeout)."""
     token = os.environ.get("KMSCTL_SESSION")
-    if not token:
+    if not token or _remote(ctx):
         return []
     import threading
     import time

@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from kmsctl.cli.app import App
-from kmsctl.cli.io import key_id_for_management, parse_pairs
+from kmsctl.cli.io import key_id_for_management, key_metadata, parse_pairs
+from kmsctl.errors import UsageError
 from kmsctl.render import emit
 
 GRANT_COLUMNS = [
@@ -25,10 +26,16 @@ dry_run_option = click.option(
 )
 
 
-def _arn(app: App, ref: str) -> str:
+def _arn(app: App, ref: str, key: str | None = None) -> str:
     from kmsctl.service.access import principal_arn
 
-    return principal_arn(ref, app.keyring().account)
+    if not app.remote:
+        return principal_arn(ref, app.keyring().account)
+    if ref.startswith("arn:"):
+        return principal_arn(ref, "")
+    if key is None:  # the aws backend knows no account of its own (no STS call)
+        raise UsageError(f"on the aws backend, give the principal {ref!r} as an ARN")
+    return principal_arn(ref, str(key_metadata(app, key)["AWSAccountId"]))  # the key's account
 
 
 def _constraints(entry: dict[str, Any]) -> str:
@@ -88,10 +95,10 @@ def grant_create(
     """Create a grant on KEY (CreateGrant). Text: GrantId and GrantToken, tab-separated, one line."""
     _dry(app, dry_run)
     ops = [op.strip() for item in operations for op in item.split(",") if op.strip()]
-    args: dict[str, Any] = {"KeyId": key_id_for_management(app, key), "GranteePrincipal": _arn(app, grantee)}
+    args: dict[str, Any] = {"KeyId": key_id_for_management(app, key), "GranteePrincipal": _arn(app, grantee, key)}
     args["Operations"] = ops
     if retiring:
-        args["RetiringPrincipal"] = _arn(app, retiring)
+        args["RetiringPrincipal"] = _arn(app, retiring, key)
     if context_equals and context_subset:
         raise click.UsageError("give --context-equals or --context-subset, not both")
     if context_equals:
@@ -125,7 +132,7 @@ def grant_list(
     if grant_id:
         args["GrantId"] = grant_id
     if grantee:
-        args["GranteePrincipal"] = _arn(app, grantee)
+        args["GranteePrincipal"] = _arn(app, grantee, key)
     if limit is not None:
         args["Limit"] = limit
     if marker:

@@ -264,8 +264,22 @@ def status(app: App) -> None:
     """Where the keyring is, whether it is locked, what it holds.
 
     Needs no passphrase. Text output, one line: home, format version,
-    protected, lock state, session expiry, key count, alias count.
+    protected, lock state, session expiry, key count, alias count. On the aws
+    backend: backend, endpoint, region, profile, the access key ID the
+    credential chain found and where (no request is made).
     """
+    if app.remote:
+        remote = app.aws()
+        identity = remote.identity()
+        payload = {
+            "Backend": "aws",
+            "Endpoint": remote.endpoint_url or remote.default_endpoint(),
+            "Region": remote.region,
+            "Profile": remote.profile or "default",
+            **identity,
+        }
+        emit(app, payload, columns=list(payload), rows=[list(payload.values())], vertical=True)
+        return
     from kmsctl.keyring.unlock import refuse_if_unprotected_with_credential
 
     refuse_if_unprotected_with_credential(app.keyring(), app.sources())

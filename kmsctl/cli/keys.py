@@ -252,7 +252,9 @@ def schedule_delete(app: App, key: str, days: int) -> None:
         app,
         out,
         columns=["KeyId", "DeletionDate", "KeyState", "PendingWindowInDays"],
-        rows=[[out["KeyId"].rsplit("/", 1)[-1], out["DeletionDate"], out["KeyState"], out["PendingWindowInDays"]]],
+        rows=[
+            [out["KeyId"].rsplit("/", 1)[-1], out["DeletionDate"], out.get("KeyState"), out.get("PendingWindowInDays")]
+        ],
     )
 
 

@@ -8,6 +8,7 @@ Imports click and nothing heavy: it is loaded with every command.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import click
 
@@ -68,6 +69,23 @@ OVERVIEW: dict[str, str] = {
 }
 
 
+# commands that only make sense for the local keyring: refused on the aws backend
+LOCAL_ONLY = frozenset(
+    {"init", "unlock", "lock", "passwd", "check", "maintain", "audit", "principal", "backup", "restore", "seed"}
+    | {"policy reset", "policy simulate"}
+)
+
+
+def refuse_local_only(ctx: click.Context) -> None:
+    """Exit 2 before a local-only command does anything, on the aws backend."""
+    words = ctx.command_path.split()[1:]
+    for n in range(1, len(words) + 1):
+        if " ".join(words[:n]) in LOCAL_ONLY:
+            app = ctx.find_object(App)
+            if app is not None:
+                app.refuse_remote(f"kmsctl {' '.join(words)}")
+
+
 def overview() -> str:
     """The short grouped overview bare ``kmsctl`` prints."""
     import textwrap
@@ -117,6 +135,57 @@ def _late_no_input(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.find_object(App).no_input_flag = True  # type: ignore[union-attr]
 
 
+def remote_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The root's remote backend options: --backend, --endpoint-url, --profile, --region."""
+    for option in reversed(
+        [
+            click.option(
+                "--backend",
+                type=click.Choice(["local", "aws"], case_sensitive=False),
+                help="local: the keyring in --home (the default); aws: an AWS KMS endpoint through boto3, "
+                "the same commands and outputs [env KMSCTL_BACKEND; config backend].",
+            ),
+            click.option(
+                "--endpoint-url",
+                metavar="URL",
+                help="The AWS KMS endpoint, such as a kmsctl serve; implies --backend aws "
+                "[env KMSCTL_ENDPOINT_URL; config endpoint_url].",
+            ),
+            click.option(
+                "--profile", metavar="NAME", help="AWS profile, for the aws backend [env AWS_PROFILE; config profile]."
+            ),
+            click.option(
+                "--region",
+                metavar="REGION",
+                help="AWS region, for the aws backend [env AWS_REGION, AWS_DEFAULT_REGION; config region].",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def remote_flags(**given: str | None) -> dict[str, str]:
+    """The remote backend's flags (--backend, --endpoint-url, --profile, --region),
+    checked as config.toml's values are, for App.flags."""
+    from kmsctl import config
+
+    out = {}
+    for name, value in given.items():
+        if value is not None:
+            try:
+                out[name] = config.SETTINGS[name].check(value)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--" + name.replace("_", "-")) from None
+    return out
+
+
+def _late_remote(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    app = ctx.find_object(App)
+    if value is not None and app is not None and param.name:
+        app.flags.update(remote_flags(**{param.name: value}))
+
+
 def late_globals() -> list[click.Option]:
     """The other global options, accepted after the command too and hidden
     from its help (the root's --help and man kmsctl describe them)."""
@@ -127,7 +196,14 @@ def late_globals() -> list[click.Option]:
         click.Option(["--passphrase-file"], type=path, expose_value=False, callback=_late_passphrase_file),
         click.Option(["--debug"], is_flag=True, expose_value=False, callback=_late_debug),
         click.Option(["--no-input"], is_flag=True, expose_value=False, callback=_late_no_input),
-    ]
+        click.Option(
+            ["--backend"], type=click.Choice(["local", "aws"], case_sensitive=False), expose_value=False,
+            callback=_late_remote,
+        ),
+        click.Option(["--endpoint-url"], expose_value=False, callback=_late_remote),
+        click.Option(["--profile"], expose_value=False, callback=_late_remote),
+        click.Option(["--region"], expose_value=False, callback=_late_remote),
+    ]  # fmt: skip
 
 
 def no_such_command(ctx: click.Context, name: str, candidates: list[str]) -> None:

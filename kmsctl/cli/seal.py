@@ -86,6 +86,8 @@ def seal(app: App, key: str | None, context: tuple[str, ...], out: str | None, f
     with input_stream(input_path) as src, io_errors():
         from kmsctl.crypto import sealed
 
+        if not key and app.remote:
+            raise UsageError("seal needs -k KEY or config seal.key on the aws backend (the managed key is local)")
         if not key:  # the AWS managed key, made on first use
             key = "alias/aws/kmsctl"
             app.kms().create_managed_key(Service="kmsctl")
