@@ -9,6 +9,7 @@ from kmsctl.service.audit_ops import AuditOps
 from kmsctl.service.check import CheckOps
 from kmsctl.service.crypto import CryptoOps
 from kmsctl.service.grants import GrantOps
+from kmsctl.service.imports import ImportOps
 from kmsctl.service.kem import KemOps
 from kmsctl.service.key_policy import KeyPolicyOps
 from kmsctl.service.keyring_ops import KeyringOps
@@ -25,6 +26,7 @@ class LocalKMS(
     GrantOps,
     ManagedKeyOps,
     KeyOps,
+    ImportOps,
     AliasTagOps,
     KemOps,
     AsymmetricOps,

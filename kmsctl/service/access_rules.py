@@ -37,6 +37,9 @@ _PARAMETERS = (
     "GranteePrincipal",
     "RetiringPrincipal",
     "Constraints",
+    "WrappingAlgorithm",
+    "WrappingKeySpec",
+    "ExpirationModel",
 )
 # kmsctl's own operations on principals, as the IAM actions they stand for
 IAM_ACTIONS = {
