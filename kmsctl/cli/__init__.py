@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     "rotate": "kmsctl.cli.rotation:rotate",
     "rotation": "kmsctl.cli.rotation:rotation",
     "maintain": "kmsctl.cli.rotation:maintain",
+    "import": "kmsctl.cli.imports:import_",
     "alias": "kmsctl.cli.aliases:alias",
     "audit": "kmsctl.cli.audit:audit",
     "tag": "kmsctl.cli.aliases:tag",

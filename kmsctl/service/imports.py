@@ -264,7 +264,9 @@ class ImportOps(LocalKMSBase):
                     f"The key material is not the key material previously imported into {arn}; only the same "
                     "material can be imported again",
                     hint="a symmetric key takes new material with ImportType NEW_KEY_MATERIAL, then an on-demand "
-                    "rotation",
+                    "rotation"
+                    if symmetric
+                    else None,
                 )
         elif known:  # NEW_KEY_MATERIAL on a key that has had material
             if not symmetric:
