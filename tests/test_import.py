@@ -322,8 +322,10 @@ def test_new_material_for_a_symmetric_key_waits_for_an_on_demand_rotation(kms: A
         kms.rotate_key_on_demand(KeyId=key)  # no new material yet
     token, wrapped = _wrapped_for(kms, key, second, tmp_path)
     with pytest.raises(E.ValidationException):
-        kms.import_key_material(KeyId=key, ImportToken=token, EncryptedKeyMaterial=wrapped, ImportType="NEW_KEY_MATERIAL",
-                                KeyMaterialId=one, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE")  # fmt: skip
+        kms.import_key_material(
+            KeyId=key, ImportToken=token, EncryptedKeyMaterial=wrapped, ImportType="NEW_KEY_MATERIAL",
+            KeyMaterialId=one, ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+        )  # fmt: skip
     two = kms.import_key_material(
         KeyId=key, ImportToken=token, EncryptedKeyMaterial=wrapped, ImportType="NEW_KEY_MATERIAL",
         ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
