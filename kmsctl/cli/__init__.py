@@ -40,6 +40,8 @@ COMMANDS: dict[str, str] = {
     "rotation": "kmsctl.cli.rotation:rotation",
     "maintain": "kmsctl.cli.rotation:maintain",
     "import": "kmsctl.cli.imports:import_",
+    "backup": "kmsctl.cli.backup:backup",
+    "restore": "kmsctl.cli.backup:restore",
     "alias": "kmsctl.cli.aliases:alias",
     "audit": "kmsctl.cli.audit:audit",
     "tag": "kmsctl.cli.aliases:tag",

@@ -155,3 +155,10 @@ def aes_key_wrap_padded(kek: bytes, key: bytes) -> bytes:
     from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
     return aes_key_wrap_with_padding(kek, key)
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of ``data`` (an unkeyed checksum, e.g. a backup file's)."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()

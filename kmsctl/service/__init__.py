@@ -6,6 +6,7 @@ from __future__ import annotations
 from kmsctl import errors
 from kmsctl.service.asymmetric import AsymmetricOps
 from kmsctl.service.audit_ops import AuditOps
+from kmsctl.service.backup import BackupOps
 from kmsctl.service.check import CheckOps
 from kmsctl.service.crypto import CryptoOps
 from kmsctl.service.grants import GrantOps
@@ -34,6 +35,7 @@ class LocalKMS(
     RotationOps,
     AuditOps,
     KeyringOps,
+    BackupOps,
     CheckOps,
 ):
     """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""
