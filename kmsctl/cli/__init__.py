@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "rotation": "kmsctl.cli.rotation:rotation",
     "maintain": "kmsctl.cli.rotation:maintain",
     "import": "kmsctl.cli.imports:import_",
+    "seed": "kmsctl.cli.seed:seed",
     "backup": "kmsctl.cli.backup:backup",
     "restore": "kmsctl.cli.backup:restore",
     "alias": "kmsctl.cli.aliases:alias",

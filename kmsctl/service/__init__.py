@@ -18,6 +18,7 @@ from kmsctl.service.keys import KeyOps
 from kmsctl.service.managed import ManagedKeyOps
 from kmsctl.service.principals import PrincipalOps
 from kmsctl.service.rotation import RotationOps
+from kmsctl.service.seed import SeedOps
 from kmsctl.service.tags import AliasTagOps
 
 
@@ -28,6 +29,7 @@ class LocalKMS(
     ManagedKeyOps,
     KeyOps,
     ImportOps,
+    SeedOps,
     AliasTagOps,
     KemOps,
     AsymmetricOps,
