@@ -5,6 +5,7 @@ key to PendingImport with no daemon, and the same material brings it back."""
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import shutil
@@ -337,3 +338,44 @@ def test_new_material_for_a_symmetric_key_waits_for_an_on_demand_rotation(kms: A
     assert decrypt_by_the_spec(second, new) == b"two"
     assert kms.decrypt(CiphertextBlob=old)["Plaintext"] == b"one"
     assert uuid.UUID(bytes=new[2:18]) == uuid.UUID(key)
+
+
+def test_import_actions_are_authorized_per_action(kms: Any, tmp_path: Path) -> None:
+    """kms:GetParametersForImport and kms:ImportKeyMaterial are separate
+    actions, and kms:WrappingAlgorithm is a condition key on the first."""
+    key = kms.create_key(Origin="EXTERNAL")["KeyMetadata"]["KeyId"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "kms:GetParametersForImport", "Resource": "*",
+             "Condition": {"StringEquals": {"kms:WrappingAlgorithm": "RSA_AES_KEY_WRAP_SHA_256"}}},
+        ],
+    }  # fmt: skip
+    kms.create_principal(Name="alice", Policy=json.dumps(policy))
+    kms.act_as("alice")
+    try:
+        kms.get_parameters_for_import(
+            KeyId=key, WrappingAlgorithm="RSA_AES_KEY_WRAP_SHA_256", WrappingKeySpec="RSA_2048"
+        )
+        with pytest.raises(E.AccessDeniedException, match="kms:GetParametersForImport"):
+            kms.get_parameters_for_import(KeyId=key, WrappingAlgorithm="RSAES_OAEP_SHA_1", WrappingKeySpec="RSA_2048")
+        with pytest.raises(E.AccessDeniedException, match="kms:DeleteImportedKeyMaterial"):
+            kms.delete_imported_key_material(KeyId=key)
+    finally:
+        kms.act_as(None)
+    token, wrapped = _wrapped_for(kms, key, b"a" * 32, tmp_path)
+    kms.act_as("alice")
+    try:
+        with pytest.raises(E.AccessDeniedException, match="kms:ImportKeyMaterial"):
+            kms.import_key_material(
+                KeyId=key,
+                ImportToken=token,
+                EncryptedKeyMaterial=wrapped,
+                ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+            )
+    finally:
+        kms.act_as(None)
+    trail = json.dumps(kms.audit_events(Limit=50)["Events"])
+    assert "GetParametersForImport" in trail and "ImportKeyMaterial" in trail
+    for secret in (token, wrapped):  # neither the token nor the wrapped material is ever recorded
+        assert base64.b64encode(secret).decode()[:40] not in trail

@@ -77,9 +77,6 @@ KEY_OPS = frozenset(
         "CreateGrant",
         "ListGrants",
         "RevokeGrant",
-        "GetParametersForImport",
-        "ImportKeyMaterial",
-        "DeleteImportedKeyMaterial",
     ]
 )
 ACCOUNT_OPS = frozenset(["CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"])
