@@ -379,3 +379,11 @@ def test_import_actions_are_authorized_per_action(kms: Any, tmp_path: Path) -> N
     assert "GetParametersForImport" in trail and "ImportKeyMaterial" in trail
     for secret in (token, wrapped):  # neither the token nor the wrapped material is ever recorded
         assert base64.b64encode(secret).decode()[:40] not in trail
+
+
+@pytest.mark.parametrize(
+    "name", ["InvalidImportTokenException", "ExpiredImportTokenException", "IncorrectKeyMaterialException"]
+)
+def test_import_errors_are_exit_6(name: str) -> None:
+    cls = E.by_name(name)
+    assert (cls.__name__, cls.exit_code) == (name, 6)

@@ -40,10 +40,7 @@ def rows(home: Path) -> list[Any]:
     store.close_all()
     db = sqlite3.connect(home / "keyring.db")
     try:
-        return [
-            db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-            for t in ("keys", "aliases", "materials")
-        ]
+        return [db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in ("keys", "aliases", "materials")]
     finally:
         db.close()
 
