@@ -114,6 +114,18 @@ class IncorrectKeyException(KMSError):
     exit_code = 6
 
 
+class InvalidImportTokenException(KMSError):
+    exit_code = 6
+
+
+class ExpiredImportTokenException(KMSError):
+    exit_code = 6
+
+
+class IncorrectKeyMaterialException(KMSError):
+    exit_code = 6
+
+
 # 7: conflict or limit
 class AlreadyExistsException(KMSError):
     exit_code = 7

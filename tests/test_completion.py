@@ -112,7 +112,8 @@ def test_shells_accept_the_scripts(shell: str, name: str) -> None:
 
 def test_commands_and_subcommands(sub: Any) -> None:
     assert complete(sub, "kmsctl desc")[0] == ["describe"]
-    assert complete(sub, "kmsctl re")[0] == ["re-encrypt"]
+    assert complete(sub, "kmsctl re-")[0] == ["re-encrypt"]
+    assert complete(sub, "kmsctl res")[0] == ["restore"]
     assert complete(sub, "kmsctl alias ")[0] == ["create", "delete", "list", "update"]
     everything = complete(sub, "kmsctl ")[0]
     assert everything == list(COMMANDS)

@@ -640,7 +640,7 @@ def test_bare_kmsctl_prints_a_grouped_overview() -> None:
     assert (r.returncode, r.stderr) == (0, b"")
     text = r.stdout.decode()
     titles = [line.split()[0] for line in text.splitlines() if line and not line.startswith((" ", "'", "kmsctl"))]
-    assert titles == ["Keyring", "Keys", "Crypto", "Files", "Access", "Audit", "Shell"]
+    assert titles == ["Keyring", "Keys", "Crypto", "Files", "In", "Access", "Audit", "Shell"]  # In and out
     words = set(text.split())
     assert all(name in words for name in COMMANDS)
     assert not words & set(AWS_COMMANDS)

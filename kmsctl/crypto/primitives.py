@@ -142,3 +142,29 @@ def hmac_sha256(key: bytes, data: bytes) -> bytes:
 
 def hmac_sha256_verify(key: bytes, data: bytes, tag: bytes) -> None:
     hmac_verify(key, "SHA256", data, tag)
+
+
+# ----- AES Key Wrap with Padding (RFC 5649) -----
+def aes_key_unwrap_padded(kek: bytes, wrapped: bytes) -> bytes:
+    """RFC 5649 unwrap (the alternative IV A65959A6 and the length it carries);
+    raises ``AuthenticationFailed`` for anything that does not unwrap."""
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap_with_padding
+
+    try:
+        return aes_key_unwrap_with_padding(kek, wrapped)
+    except (InvalidUnwrap, ValueError) as exc:
+        raise AuthenticationFailed from exc
+
+
+def aes_key_wrap_padded(kek: bytes, key: bytes) -> bytes:
+    """RFC 5649 wrap (for tests and tools that make wrapped material)."""
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
+
+    return aes_key_wrap_with_padding(kek, key)
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of ``data`` (an unkeyed checksum, e.g. a backup file's)."""
+    h = hashes.Hash(hashes.SHA256())
+    h.update(data)
+    return h.finalize()

@@ -196,3 +196,48 @@ def mlkem_decapsulate(private_der: bytes, ciphertext: bytes) -> bytes:
         return bytes(load_private(private_der).decapsulate(ciphertext))
     except ValueError as exc:
         raise InvalidKeyData(str(exc)) from None
+
+
+# ----- keys brought in from outside (imported material, seed files) -----
+def rsa_modulus_bytes(private_der: bytes) -> int:
+    key = load_private(private_der)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise InvalidKeyData("not an RSA key")
+    return int((key.key_size + 7) // 8)
+
+
+def describe_private(der: bytes) -> tuple[str, str | int, bytes]:
+    """An outside PKCS#8 DER private key, fully validated (RSA's consistency
+    checks included) -> (kind, size, canonical DER PKCS#8): ("rsa", bits) or
+    ("ec", curve name). ``InvalidKeyData`` for anything else."""
+    try:
+        key = serialization.load_der_private_key(der, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InvalidKeyData("not an unencrypted DER PKCS#8 private key") from exc
+    return _describe(key)
+
+
+def private_pem_to_der(pem: bytes) -> tuple[str, str | int, bytes]:
+    """A PEM private key (PKCS#8 "PRIVATE KEY", SEC 1 "EC PRIVATE KEY" or PKCS#1
+    "RSA PRIVATE KEY", unencrypted) -> as ``describe_private``."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise InvalidKeyData("not an unencrypted PEM private key") from exc
+    return _describe(key)
+
+
+def _describe(key: Any) -> tuple[str, str | int, bytes]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa", key.key_size, _private_der(key)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "ec", key.curve.name, _private_der(key)
+    raise InvalidKeyData("neither an RSA nor an elliptic-curve private key")
+
+
+def public_pem(public_der: bytes) -> bytes:
+    """A DER SubjectPublicKeyInfo as PEM."""
+    out: bytes = load_public(public_der).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return out

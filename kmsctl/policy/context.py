@@ -111,6 +111,9 @@ _PARAMETERS: tuple[tuple[str, str, frozenset[str], Any], ...] = (
     ("Operations", "kms:GrantOperations", frozenset({"CreateGrant"}), None),
     ("GranteePrincipal", "kms:GranteePrincipal", frozenset({"CreateGrant"}), None),
     ("RetiringPrincipal", "kms:RetiringPrincipal", frozenset({"CreateGrant"}), None),
+    ("WrappingAlgorithm", "kms:WrappingAlgorithm", frozenset({"GetParametersForImport"}), None),
+    ("WrappingKeySpec", "kms:WrappingKeySpec", frozenset({"GetParametersForImport"}), None),
+    ("ExpirationModel", "kms:ExpirationModel", frozenset({"ImportKeyMaterial"}), "KEY_MATERIAL_EXPIRES"),
 )
 _KEY_PROPERTIES = (
     ("KeySpec", "kms:KeySpec"),

@@ -6,9 +6,11 @@ from __future__ import annotations
 from kmsctl import errors
 from kmsctl.service.asymmetric import AsymmetricOps
 from kmsctl.service.audit_ops import AuditOps
+from kmsctl.service.backup import BackupOps
 from kmsctl.service.check import CheckOps
 from kmsctl.service.crypto import CryptoOps
 from kmsctl.service.grants import GrantOps
+from kmsctl.service.imports import ImportOps
 from kmsctl.service.kem import KemOps
 from kmsctl.service.key_policy import KeyPolicyOps
 from kmsctl.service.keyring_ops import KeyringOps
@@ -16,6 +18,7 @@ from kmsctl.service.keys import KeyOps
 from kmsctl.service.managed import ManagedKeyOps
 from kmsctl.service.principals import PrincipalOps
 from kmsctl.service.rotation import RotationOps
+from kmsctl.service.seed import SeedOps
 from kmsctl.service.tags import AliasTagOps
 
 
@@ -25,6 +28,8 @@ class LocalKMS(
     GrantOps,
     ManagedKeyOps,
     KeyOps,
+    ImportOps,
+    SeedOps,
     AliasTagOps,
     KemOps,
     AsymmetricOps,
@@ -32,6 +37,7 @@ class LocalKMS(
     RotationOps,
     AuditOps,
     KeyringOps,
+    BackupOps,
     CheckOps,
 ):
     """``kms.encrypt(KeyId=..., Plaintext=...)`` as with ``boto3.client("kms")``."""

@@ -37,7 +37,12 @@ _PARAMETERS = (
     "GranteePrincipal",
     "RetiringPrincipal",
     "Constraints",
+    "WrappingAlgorithm",
+    "WrappingKeySpec",
+    "ExpirationModel",
 )
+# import of key material: operations on one key, named by key ID or ARN only
+IMPORT_OPS = frozenset({"GetParametersForImport", "ImportKeyMaterial", "DeleteImportedKeyMaterial"})
 # kmsctl's own operations on principals, as the IAM actions they stand for
 IAM_ACTIONS = {
     "CreatePrincipal": "Create{Kind}",
@@ -107,7 +112,7 @@ def _tags(kwargs: dict[str, Any]) -> dict[str, str]:
 def authorize(kms: AccessBase, name: str, kwargs: dict[str, Any]) -> None:
     caller = kms.caller
     action = f"kms:{name}"
-    if name in ALIAS_OPS or name in KEY_OPS:
+    if name in ALIAS_OPS or name in KEY_OPS or name in IMPORT_OPS:
         ref = kwargs.get("KeyId")
         key = _key(kms, ref, name in ALIAS_OPS)
         if key is None:

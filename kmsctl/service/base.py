@@ -39,7 +39,9 @@ def _columns(doc: dict[str, Any]) -> tuple[Any, ...]:
         doc.get("KeyState"),
         doc.get("KeySpec"),
         doc.get("DeletionDate"),
-        rotation.get("NextRotation"),
+        # the time of the key's next due work: its automatic rotation, or the
+        # expiry of imported material (an imported key never rotates automatically)
+        rotation.get("NextRotation", doc.get("ValidTo")),
     )
 
 
@@ -68,8 +70,20 @@ class LocalKMSBase(DispatchBase):
         rotations = (
             "SELECT key_id FROM keys WHERE next_rotation IS NOT NULL AND next_rotation <= ? AND key_state = 'Enabled'"
         )
+        # imported material that expires on a disabled key (or one pending
+        # deletion) is found here: only verified documents count, so that a
+        # disabled key whose rotation waits for it to be enabled costs no write
+        expiring = (
+            "SELECT key_id FROM keys WHERE next_rotation IS NOT NULL AND next_rotation <= ? "
+            "AND key_state IN ('Disabled', 'PendingDeletion')"
+        )
+
+        def expired(doc: dict[str, Any] | None) -> bool:
+            return bool(doc and doc.get("ValidTo") is not None and doc["ValidTo"] <= now)
+
         report: dict[str, list[dict[str, Any]]] = {"DeletedKeys": [], "RotatedKeys": []}
-        if not self.db.query(deletions, (now,)) and not self.db.query(rotations, (now,)):
+        expiries = [k for (k,) in self.db.query(expiring, (now,)) if expired(self._load_key(k))]
+        if not self.db.query(deletions, (now,)) and not self.db.query(rotations, (now,)) and not expiries:
             return report
         if self.db.read_only and not dry_run:
             raise E.AccessDeniedException(
@@ -83,8 +97,21 @@ class LocalKMSBase(DispatchBase):
                     report["DeletedKeys"].append({"KeyId": key_id, "DeletionDate": to_datetime(doc["DeletionDate"])})
                     if not dry_run:
                         self._destroy_key(key_id)
-            for (key_id,) in self.db.query(rotations, (now,)):
+            due_keys = [k for (k,) in self.db.query(rotations, (now,))]
+            for key_id in [*due_keys, *(k for (k,) in self.db.query(expiring, (now,)))]:
                 doc = self._load_key(key_id)
+                if doc is not None and expired(doc):
+                    # imported material past its ValidTo is deleted, as AWS does:
+                    # the key waits for the same material again (PendingImport)
+                    report.setdefault("ExpiredKeys", []).append(
+                        {"KeyId": key_id, "ValidTo": to_datetime(doc["ValidTo"])}
+                    )
+                    if not dry_run:
+                        self._drop_imported_material(doc)
+                        self._save_key(doc)
+                    continue
+                if key_id not in due_keys:
+                    continue
                 rotation = (doc or {}).get("Rotation") or {}
                 if not doc or doc["KeyState"] != "Enabled" or not rotation.get("NextRotation"):
                     continue
@@ -109,6 +136,16 @@ class LocalKMSBase(DispatchBase):
         )
         doc["CurrentKeyMaterialId"] = material_id
         return material_id
+
+    def _drop_imported_material(self, doc: dict[str, Any]) -> None:
+        """Delete every material of an imported key (DeleteImportedKeyMaterial,
+        or expiry); what was imported stays known, so only the same material
+        can come back. A key pending deletion keeps its state."""
+        self.db.execute("DELETE FROM materials WHERE key_id = ?", (doc["KeyId"],))
+        for field in ("CurrentKeyMaterialId", "MaterialId", "PendingKeyMaterialId", "ValidTo", "ExpirationModel"):
+            doc.pop(field, None)
+        if doc["KeyState"] != "PendingDeletion":
+            doc["KeyState"] = "PendingImport"
 
     def _destroy_key(self, key_id: str) -> None:
         for table in ("materials", "aliases", "grants", "keys"):  # grants end with their key
@@ -249,8 +286,10 @@ class LocalKMSBase(DispatchBase):
         if doc.get("DeletionDate") is not None:
             md["DeletionDate"] = to_datetime(doc["DeletionDate"])
         md["Origin"] = doc["Origin"]
-        if doc["Origin"] == "EXTERNAL":
-            md["ExpirationModel"] = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+        if doc["Origin"] == "EXTERNAL" and doc.get("ExpirationModel"):
+            md["ExpirationModel"] = doc["ExpirationModel"]
+            if doc.get("ValidTo") is not None:
+                md["ValidTo"] = to_datetime(doc["ValidTo"])
         md["KeyManager"] = doc.get("KeyManager", "CUSTOMER")
         if spec not in model.NO_CMK_SPEC:
             md["CustomerMasterKeySpec"] = spec
@@ -304,11 +343,12 @@ class LocalKMSBase(DispatchBase):
         return page, False
 
     # ----- key material -----
-    def _add_material(self, key_id: str, secret: bytes, **extra: Any) -> str:
-        """Seal and store one key material; returns its KeyMaterialId."""
+    def _add_material(self, key_id: str, secret: bytes, material_id: str | None = None, **extra: Any) -> str:
+        """Seal and store one key material; returns its KeyMaterialId (random
+        unless given: imported material has one computed from it)."""
         from kmsctl.crypto.primitives import random_bytes
 
-        material_id = random_bytes(32).hex()
+        material_id = material_id or random_bytes(32).hex()
         seq = self.db.query("SELECT coalesce(max(seq), 0) + 1 FROM materials WHERE key_id = ?", (key_id,))[0][0]
         doc = {"KeyId": key_id, "KeyMaterialId": material_id, "CreationDate": self.clock(), "Seq": seq, **extra}
         raw = dumps(doc)

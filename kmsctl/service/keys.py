@@ -59,6 +59,14 @@ class KeyOps(LocalKMSBase):
         origin = check_enum(Origin, "origin", model.ORIGINS)
         if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE") or CustomKeyStoreId or XksKeyId:
             raise E.UnsupportedOperationException("custom key stores are not available in a local keyring")
+        if origin == "EXTERNAL":
+            from kmsctl.service.imports import IMPORTABLE_SPECS
+
+            if spec not in IMPORTABLE_SPECS:
+                raise E.UnsupportedOperationException(
+                    f"KeySpec {spec} cannot have imported key material (Origin EXTERNAL): AWS imports "
+                    "symmetric, HMAC, RSA and ECC keys"
+                )
         if MultiRegion:
             raise E.UnsupportedOperationException("multi-Region keys are not available in a local keyring")
         if spec not in model.SUPPORTED_SPECS:

@@ -66,6 +66,14 @@ class RotationOps(LocalKMSBase):
 
     @operation("RotateKeyOnDemand", writes=True)
     def rotate_key_on_demand(self, *, KeyId: str) -> dict[str, Any]:
+        key = self._key(KeyId, aliases=False)
+        if key["KeySpec"] == "SYMMETRIC_DEFAULT" and key["Origin"] == "EXTERNAL":
+            from kmsctl.service.imports import rotate_imported
+
+            self._require_state(key, ("Enabled",))
+            rotate_imported(self, key)
+            self._save_key(key)
+            return {"KeyId": key["KeyId"]}
         key = self._rotatable(KeyId, ("Enabled",))
         count = key.get("OnDemandRotations", 0)
         if count >= ON_DEMAND_MAX:
