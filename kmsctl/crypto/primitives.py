@@ -47,6 +47,7 @@ def digest_size(name: str) -> int:
 
 
 def sha256(data: bytes) -> bytes:
+    """SHA-256 of ``data`` (an unkeyed checksum: a request body, a backup file)."""
     h = hashes.Hash(hashes.SHA256())
     h.update(data)
     return h.finalize()
@@ -161,10 +162,3 @@ def aes_key_wrap_padded(kek: bytes, key: bytes) -> bytes:
     from cryptography.hazmat.primitives.keywrap import aes_key_wrap_with_padding
 
     return aes_key_wrap_with_padding(kek, key)
-
-
-def sha256(data: bytes) -> bytes:
-    """SHA-256 of ``data`` (an unkeyed checksum, e.g. a backup file's)."""
-    h = hashes.Hash(hashes.SHA256())
-    h.update(data)
-    return h.finalize()
