@@ -191,6 +191,10 @@ def _commands() -> list[tuple[list[str], click.Command]]:
     for name in cli.list_commands(ctx):
         if name == "help":  # opens man(1): documentation, not input handling
             continue
+        # serve listens until stopped (its wire input has its own fuzz, tests/test_server_wire.py);
+        # exec replaces the process with CMD (tests/test_exec.py)
+        if name in ("serve", "exec"):
+            continue
         command = cli.get_command(ctx, name)
         assert command is not None
         out.append(([name], command))
