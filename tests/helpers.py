@@ -6,6 +6,8 @@ import gc
 import importlib.util
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -52,10 +54,24 @@ def run_cli(home: Path, *args: str, passfile: Path | None = None, env: dict[str,
         "KMSCTL_PASSPHRASE_FILE": str(passfile) if passfile else None,
     }
     full_env.update(env or {})
-    with CliRunner().isolation(env=full_env) as (out, err, _):
+    with CliRunner().isolation(env=full_env) as (out, err, _), closing_new_keyrings():
         code = run(list(args))
-    gc.collect()  # close the run's connection, as the process exit would
     return Out(code, out.getvalue(), err.getvalue().decode(errors="replace"))
+
+
+@contextmanager
+def closing_new_keyrings() -> Iterator[None]:
+    """Close the keyring connections opened inside, as the process exit would
+    (main() closes them). Explicit, rather than gc.collect(), whose full pass
+    over a long test session's heap costs more than the command itself."""
+    from kmsctl.keyring import store
+
+    before = set(store._OPEN)
+    try:
+        yield
+    finally:
+        for db in set(store._OPEN) - before:
+            db.close()
 
 
 def checkpoint(home: Path) -> None:

@@ -17,7 +17,6 @@ plaintext, a wrong key or alias, a silently missing key, or exit 70.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import random
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import closing_new_keyrings
 
 from kmsctl.cli import run
 
@@ -39,9 +39,8 @@ FILES = ("keyring.db", "keyring.db-wal", "keyring.epoch")
 
 def cli(home: Path, passfile: Path, *args: str) -> tuple[int, bytes, str]:
     env = {"KMSCTL_HOME": str(home), "KMSCTL_PASSPHRASE_FILE": str(passfile)}
-    with CliRunner().isolation(env=env) as (out, err, _):
+    with CliRunner().isolation(env=env) as (out, err, _), closing_new_keyrings():
         code = run(list(args))
-    gc.collect()  # close the run's connection, as the process exit would
     return code, out.getvalue(), err.getvalue().decode(errors="replace")
 
 
@@ -78,9 +77,8 @@ def live(keyring_home: Path, passfile: Path, tmp_path: Path) -> Live:
     ok("alias", "create", "alias/o2", a)
     ct = tmp_path / "a.ct"
     env = {"KMSCTL_HOME": str(keyring_home), "KMSCTL_PASSPHRASE_FILE": str(passfile)}
-    with CliRunner().isolation(input=PLAINTEXT, env=env) as (out, _err, _):
+    with CliRunner().isolation(input=PLAINTEXT, env=env) as (out, _err, _), closing_new_keyrings():
         assert run(["encrypt", "-k", "alias/app", "-c", "app=web", "-"]) == 0
-    gc.collect()
     ct.write_bytes(out.getvalue())
     ok("disable", b)
     files = {name: (keyring_home / name).read_bytes() for name in FILES}

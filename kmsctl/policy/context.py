@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from kmsctl.policy.evaluate import IAM_ONLY_ACTIONS
+from kmsctl.policy.evaluate import EC_OPERATIONS, IAM_ONLY_ACTIONS
 
 DEFAULT_KEY_POLICY = (
     '{\n  "Version" : "2012-10-17",\n  "Id" : "key-default-1",\n  "Statement" : [ {\n'
@@ -31,32 +31,8 @@ def default_key_policy(account: str) -> str:
     return DEFAULT_KEY_POLICY.replace("{account}", account)
 
 
-_EC_OPS = frozenset(
-    [
-        "Encrypt",
-        "Decrypt",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-        "CreateGrant",
-        "RetireGrant",
-    ]
-)
-_ENC_ALG_OPS = frozenset(
-    [
-        "Encrypt",
-        "Decrypt",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-    ]
-)
+_EC_OPS = EC_OPERATIONS | {"CreateGrant", "RetireGrant"}
+_ENC_ALG_OPS = EC_OPERATIONS
 _ALIAS_OPS = frozenset(
     [
         "Encrypt",

@@ -72,18 +72,18 @@ GRANT_OPERATIONS = frozenset(
         "Decapsulate",
     ]
 )
-EC_OPERATIONS = frozenset(
-    [
-        "Encrypt",
-        "Decrypt",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-    ]
+# the operations that take an encryption context (grant constraints apply to them)
+ENCRYPTION_OPERATIONS = (
+    "Encrypt",
+    "Decrypt",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
 )
+EC_OPERATIONS = frozenset(ENCRYPTION_OPERATIONS)
 """Operations that carry an encryption context: the only ones grant constraints apply to."""
 
 _EC_PREFIX = "kms:encryptioncontext:"

@@ -17,6 +17,7 @@ from typing import Any
 from kmsctl import errors as E
 from kmsctl.keyring.store import dumps
 from kmsctl.policy import GRANT_OPERATIONS
+from kmsctl.policy.evaluate import ENCRYPTION_OPERATIONS
 from kmsctl.policy.document import role_of_session
 from kmsctl.service.access import GRANT_KIND, AccessBase, principal_arn
 from kmsctl.service.base import operation, to_datetime
@@ -27,16 +28,7 @@ _GRANT_ID_RE = re.compile(r"[0-9a-f]{64}")
 _PRINCIPAL_RE = re.compile(r"arn:aws:(iam::\d{12}:(root|user/.+|role/.+)|sts::\d{12}:assumed-role/.+/.+)")
 _ALWAYS = ("CreateGrant", "RetireGrant", "DescribeKey")
 _BY_TYPE = {
-    "SYMMETRIC": (
-        "Encrypt",
-        "Decrypt",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-    ),
+    "SYMMETRIC": ENCRYPTION_OPERATIONS,
     "ENCRYPT_DECRYPT": ("Encrypt", "Decrypt", "ReEncryptFrom", "ReEncryptTo", "GetPublicKey"),
     "SIGN_VERIFY": ("Sign", "Verify", "GetPublicKey"),
     "GENERATE_VERIFY_MAC": ("GenerateMac", "VerifyMac"),
