@@ -17,8 +17,8 @@ from typing import Any
 from kmsctl import errors as E
 from kmsctl.keyring.store import dumps
 from kmsctl.policy import GRANT_OPERATIONS
-from kmsctl.policy.evaluate import ENCRYPTION_OPERATIONS
 from kmsctl.policy.document import role_of_session
+from kmsctl.policy.evaluate import ENCRYPTION_OPERATIONS
 from kmsctl.service.access import GRANT_KIND, AccessBase, principal_arn
 from kmsctl.service.base import operation, to_datetime
 
