@@ -68,9 +68,10 @@ def private_files() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No kmsctl setting from the developer's shell leaks into a test."""
+    """No kmsctl setting from the developer's shell leaks into a test, nor the
+    CI runner's CI=true (it implies --no-input; the tests that need it set it)."""
     for name in list(os.environ):
-        if name.startswith("KMSCTL_") or name == "NO_COLOR":
+        if name.startswith("KMSCTL_") or name in ("NO_COLOR", "CI"):
             monkeypatch.delenv(name)
 
 
