@@ -33,27 +33,17 @@ def default_key_policy(account: str) -> str:
 
 _EC_OPS = EC_OPERATIONS | {"CreateGrant", "RetireGrant"}
 _ENC_ALG_OPS = EC_OPERATIONS
-_ALIAS_OPS = frozenset(
-    [
-        "Encrypt",
-        "Decrypt",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-        "Sign",
-        "Verify",
-        "GenerateMac",
-        "VerifyMac",
-        "DeriveSharedSecret",
-        "Encapsulate",
-        "Decapsulate",
-        "DescribeKey",
-        "GetPublicKey",
-    ]
-)
+_ALIAS_OPS = EC_OPERATIONS | {
+    "Sign",
+    "Verify",
+    "GenerateMac",
+    "VerifyMac",
+    "DeriveSharedSecret",
+    "Encapsulate",
+    "Decapsulate",
+    "DescribeKey",
+    "GetPublicKey",
+}
 # parameter -> (condition key, operations, default when the request omits it)
 _PARAMETERS: tuple[tuple[str, str, frozenset[str], Any], ...] = (
     ("EncryptionAlgorithm", "kms:EncryptionAlgorithm", _ENC_ALG_OPS, None),
