@@ -3,7 +3,9 @@
 The master key (MK) is 32 random bytes made at ``init``. It is stored only
 wrapped: by AES-256-GCM under Argon2id(passphrase) in the header, and once per
 live session under that session's random secret, which only the session token
-holds. From MK come, by HKDF-Expand, the record MAC key and the material
+holds. With a PKCS#11 token as root of trust (header version 2), the header's
+key is HKDF over both Argon2id(passphrase) and a share that only the token
+unwraps. From MK come, by HKDF-Expand, the record MAC key and the material
 wrapping key. docs/FORMAT.md section 2 has the details.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -20,7 +23,10 @@ from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundExcepti
 from kmsctl.keyring.store import DB_NAME, Database, as_blob, create_database, dumps
 
 FORMAT = "kmsctl-keyring"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a header without a token
+FORMAT_VERSION_TOKEN = 2  # a header with a "pkcs11" stanza (a token as second factor)
+READ_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_TOKEN)
+TOKEN_MECHANISM = "AES_KEY_WRAP_PAD"  # noqa: S105 - RFC 5649, CKM_AES_KEY_WRAP_PAD (a mechanism name)
 SESSION_PREFIX = "kmsctl_s1_"
 # RFC 9106 section 4, second recommended option: t=3, p=4, m=64 MiB
 DEFAULT_KDF = {"iterations": 3, "memory_kib": 65536, "lanes": 4}
@@ -32,6 +38,8 @@ KDF_CEILING = {"iterations": 64, "memory_kib": 16 << 20, "lanes": 64}
 _UNPROTECTED_KEK = bytes(32)
 
 _AAD_MK = b"kmsctl master key v1\x00"
+_AAD_MK_TOKEN = b"\x00pkcs11"  # then the stanza's canonical JSON
+_INFO_KEK_V2 = b"kmsctl master key v2\x00"  # then the keyring ID
 _AAD_SESSION = b"kmsctl session v1\x00"
 _MAC_HEADER = b"kmsctl header v1\x00"
 _MAC_KEY = b"kmsctl key v1\x00"
@@ -76,7 +84,8 @@ def kept_kdf(stored: dict[str, Any] | None, configured: dict[str, int] | None = 
     return base
 
 
-def _kek(header: dict[str, Any], passphrase: bytes | None) -> bytes:
+def _kpass(header: dict[str, Any], passphrase: bytes | None) -> bytes:
+    """K_pass: Argon2id of the passphrase, or 32 zero bytes without one."""
     if not header["protected"]:
         return _UNPROTECTED_KEK
     assert passphrase is not None
@@ -90,9 +99,29 @@ def _kek(header: dict[str, Any], passphrase: bytes | None) -> bytes:
     )
 
 
+def token_kek(k_pass: bytes, share: bytes, keyring_id: str) -> bytes:
+    """Version 2: KEK = HKDF-SHA256(K_pass || S, no salt, "kmsctl master key v2" 00 || keyring ID)."""
+    return P.hkdf(k_pass + share, b"", _INFO_KEK_V2 + keyring_id.encode())
+
+
+def _final_kek(header: dict[str, Any], k_pass: bytes, share: bytes | None) -> bytes:
+    if header.get("pkcs11") is None:
+        return k_pass
+    if share is None:
+        raise AccessDeniedException("the keyring needs its PKCS#11 token to unlock")
+    return token_kek(k_pass, share, str(header["keyring_id"]))
+
+
 def _mk_aad(header: dict[str, Any]) -> bytes:
     kdf = dumps(header.get("kdf") or {})
-    return _AAD_MK + str(header["keyring_id"]).encode() + (b"\x01" if header["protected"] else b"\x00") + kdf
+    aad = _AAD_MK + str(header["keyring_id"]).encode() + (b"\x01" if header["protected"] else b"\x00") + kdf
+    if header.get("pkcs11") is not None:  # an edited stanza fails the unwrap
+        aad += _AAD_MK_TOKEN + dumps(header["pkcs11"])
+    return aad
+
+
+# enrolment in a token: given the keyring ID, the header's "pkcs11" stanza and the share S
+Enrol = Callable[[str], tuple[dict[str, Any], bytes]]
 
 
 def create(
@@ -103,19 +132,24 @@ def create(
     account: str,
     created: str,
     kdf: dict[str, int] | None = None,
+    enrol: Enrol | None = None,
 ) -> None:
+    """A new keyring at ``home``; ``enrol`` (kmsctl.keyring.root) makes the
+    token's key and share first when a token is to be the second factor."""
     from kmsctl.keyring import epoch
     from kmsctl.keyring.audit import genesis_head
     from kmsctl.keyring.home import make_home
 
     if passphrase is not None:
         _check_passphrase_kdf(kdf or DEFAULT_KDF)
+    keyring_id = P.random_bytes(16).hex()
+    stanza, share = enrol(keyring_id) if enrol is not None else (None, None)
     make_home(home)
     mk = P.random_bytes(32)
     header: dict[str, Any] = {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "keyring_id": P.random_bytes(16).hex(),
+        "version": FORMAT_VERSION if stanza is None else FORMAT_VERSION_TOKEN,
+        "keyring_id": keyring_id,
         "region": region,
         "account": account,
         "created": created,
@@ -123,7 +157,9 @@ def create(
     }
     if passphrase is not None:
         header["kdf"] = {"name": "argon2id", **(kdf or DEFAULT_KDF), "salt": _b64(P.random_bytes(16))}
-    _wrap_mk(header, mk, passphrase)
+    if stanza is not None:
+        header["pkcs11"] = stanza
+    _wrap_mk(header, mk, _kpass(header, passphrase), share)
     hbytes = dumps(header)
     # the audit trail's head from the start (seq 0): a trail emptied later,
     # head and all, is then always missing its head
@@ -145,8 +181,8 @@ def _derive(mk: bytes, label: bytes) -> bytes:
     return P.hkdf_expand(mk, b"kmsctl v1 " + label)
 
 
-def _wrap_mk(header: dict[str, Any], mk: bytes, passphrase: bytes | None) -> None:
-    nonce, wrapped = P.gcm_seal(_kek(header, passphrase), mk, _mk_aad(header))
+def _wrap_mk(header: dict[str, Any], mk: bytes, k_pass: bytes, share: bytes | None) -> None:
+    nonce, wrapped = P.gcm_seal(_final_kek(header, k_pass, share), mk, _mk_aad(header))
     header["master_key"] = {"nonce": _b64(nonce), "wrapped": _b64(wrapped)}
 
 
@@ -181,6 +217,9 @@ class Keyring:
         self.account: str = self.header["account"]
         self.protected: bool = self.header["protected"]
         self._mk: bytes | None = None
+        # K_pass and the token's share, kept after an unlock by the factors
+        # themselves (not a session): passwd re-wraps with them
+        self._factors: tuple[bytes, bytes | None] | None = None
         # the file first, then the database: the file only ever holds committed values
         self._epoch_state = epoch.read(home)
         epoch.check(self._epoch_state, self.keyring_id, self.db.epoch(), home)
@@ -209,27 +248,42 @@ class Keyring:
     def unlocked(self) -> bool:
         return self._mk is not None
 
-    def unlock_unprotected(self) -> None:
-        self._set_mk(self._open_mk(None))
+    @property
+    def token_stanza(self) -> dict[str, Any] | None:
+        """The header's "pkcs11" stanza: the token that is a second factor, or None."""
+        stanza = self.header.get("pkcs11")
+        return stanza if isinstance(stanza, dict) else None
 
-    def unlock_with_passphrase(self, passphrase: bytes) -> None:
-        self._set_mk(self._open_mk(passphrase))
+    @property
+    def needs_credential(self) -> bool:
+        """A passphrase or a token (or both) guards the master key."""
+        return self.protected or self.token_stanza is not None
 
-    def _open_mk(self, passphrase: bytes | None) -> bytes:
+    def unlock_unprotected(self, share: bytes | None = None) -> None:
+        """No passphrase; ``share`` is the token's when the header has one."""
+        self._open_mk(None, share)
+
+    def unlock_with_passphrase(self, passphrase: bytes, share: bytes | None = None) -> None:
+        self._open_mk(passphrase, share)
+
+    def _open_mk(self, passphrase: bytes | None, share: bytes | None) -> None:
         try:
             wrap = self.header["master_key"]
             nonce, wrapped = _unb64(wrap["nonce"]), _unb64(wrap["wrapped"])
-            kek = _kek(self.header, passphrase)
+            k_pass = _kpass(self.header, passphrase)
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{self.path}: the keyring header is damaged") from exc
+        kek = _final_kek(self.header, k_pass, share)
         try:
-            return P.gcm_open(kek, nonce, wrapped, _mk_aad(self.header))
+            mk = P.gcm_open(kek, nonce, wrapped, _mk_aad(self.header))
         except P.AuthenticationFailed:
             if not self.protected:
                 raise IntegrityError(f"{self.path}: the keyring header is damaged") from None
             raise AccessDeniedException(
                 "wrong passphrase", hint="check --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE"
             ) from None
+        self._set_mk(mk)
+        self._factors = (k_pass, share)
 
     def unlock_with_session(self, token: str, now: float) -> None:
         sid, secret = parse_token(token)
@@ -344,13 +398,39 @@ class Keyring:
         if new is not None:
             _check_passphrase_kdf(kdf)
             header["kdf"] = {"name": "argon2id", **kdf, "salt": _b64(P.random_bytes(16))}
-        _wrap_mk(header, mk, new)
+        share = self._unlocked_factors()[1] if self.token_stanza is not None else None
+        k_pass = _kpass(header, new)
+        self._write_header(header, mk, k_pass, share)
+
+    def _unlocked_factors(self) -> tuple[bytes, bytes | None]:
+        if self._factors is None:
+            raise AccessDeniedException(
+                "this change needs the keyring unlocked by its passphrase and token, not by a session"
+            )
+        return self._factors
+
+    def set_token(self, stanza: dict[str, Any] | None, share: bytes | None) -> None:
+        """Add (``stanza`` and its share) or remove (None) the token as second
+        factor: the header is re-wrapped atomically, the passphrase kept, every
+        session ended. The records are untouched (MK is unchanged)."""
+        mk = self._master()
+        k_pass, _ = self._unlocked_factors()
+        header = dict(self.header)
+        header.pop("pkcs11", None)
+        if stanza is not None:
+            header["pkcs11"] = stanza
+        header["version"] = FORMAT_VERSION if stanza is None else FORMAT_VERSION_TOKEN
+        self._write_header(header, mk, k_pass, share)
+
+    def _write_header(self, header: dict[str, Any], mk: bytes, k_pass: bytes, share: bytes | None) -> None:
+        _wrap_mk(header, mk, k_pass, share)
         hbytes = dumps(header)
         with self.db.write():
             self.db.set_meta("header", hbytes)
             self.db.set_meta("header_mac", P.hmac_sha256(self._mac, _MAC_HEADER + hbytes))
             self.db.execute("DELETE FROM sessions")
-        self.header, self.protected = header, new is not None
+        self.header, self.protected = header, bool(header["protected"])
+        self._factors = (k_pass, share if header.get("pkcs11") is not None else None)
 
     # ----- sealed records -----
     def mac_doc(self, kind: bytes, doc: bytes) -> bytes:
@@ -397,9 +477,11 @@ def _checked_header(raw: bytes | None, path: str) -> dict[str, Any]:
         raise damaged from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise damaged
-    if header.get("version") != FORMAT_VERSION:
+    version = header.get("version")
+    if type(version) is not int or version not in READ_VERSIONS:
+        readable = ", ".join(map(str, READ_VERSIONS))
         raise IntegrityError(
-            f"{path}: keyring format version {header.get('version')!r} is not one this kmsctl reads ({FORMAT_VERSION})",
+            f"{path}: keyring format version {version!r} is not one this kmsctl reads ({readable})",
             hint="upgrade kmsctl",
         )
     strings = ("keyring_id", "region", "account")
@@ -417,6 +499,14 @@ def _checked_header(raw: bytes | None, path: str) -> dict[str, Any]:
             problem = kdf_problem(kdf)
             if problem:
                 raise IntegrityError(f"{path}: the keyring header is damaged (Argon2id parameters: {problem})")
+    stanza = header.get("pkcs11")
+    if version == FORMAT_VERSION_TOKEN:
+        fields = ("uri", "mechanism", "wrapped_share")
+        ok = ok and isinstance(stanza, dict) and all(isinstance(stanza.get(k), str) for k in fields)
+        if ok and isinstance(stanza, dict) and stanza["mechanism"] != TOKEN_MECHANISM:
+            raise IntegrityError(f"{path}: the keyring header is damaged (token mechanism {stanza['mechanism']!r})")
+    elif "pkcs11" in header:  # a version 1 header never has one
+        ok = False
     if not ok:
         raise damaged
     return header
