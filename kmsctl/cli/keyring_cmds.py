@@ -22,7 +22,8 @@ UNPROTECTED_WARNING = (
     "kmsctl: WARNING: UNPROTECTED keyring: it has NO passphrase; anyone who can read its files can use its keys"
 )
 HARDWARE_LOSS_WARNING = (
-    "kmsctl: WARNING: losing the token (or its key) loses this keyring: keep a backup (kmsctl backup) you can restore"
+    "kmsctl: WARNING: losing the token or its key loses this keyring and its backups "
+    "(see 'Hardware tokens' in the README for a way back)"
 )
 TTL_DEFAULT = "1h"
 _REGION = re.compile(r"^([a-z]+-){2,3}\d+$")
