@@ -433,3 +433,55 @@ def test_format_vector_matches_the_code() -> None:
     sealed = AESGCM(kek).encrypt(nonce, mk, aad)
     assert sealed.hex() == values["wrapped"]
     assert P.gcm_open(kek, nonce, sealed, aad) == mk
+
+
+def test_serve_needs_the_token_at_start_only(home: Path, tok: SoftToken, passfile: Path) -> None:
+    pytest.importorskip("gunicorn", reason="gunicorn not installed (the server extra)")
+    boto3 = pytest.importorskip("boto3", reason="boto3 not installed")
+    init_with_token(home, tok, passfile)
+    env = both(tok, passfile)
+    key = new_key(home, env)
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("KMSCTL_", "AWS_", "SOFTHSM2_"))}
+    full.update({"KMSCTL_HOME": str(home), "KMSCTL_NO_INPUT": "1", **env})
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "kmsctl"]
+    proc = subprocess.Popen(
+        [*cmd, "serve", "--auth", "none", "--listen", "127.0.0.1:0", "--workers", "2"],
+        env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        url = None
+        for _ in range(50):
+            line = proc.stderr.readline().decode()
+            if not line or line.startswith("kmsctl: listening on "):
+                url = line.split("listening on ", 1)[1].strip() if line else None
+                break
+        assert url, "kmsctl serve did not get ready"
+        shutil.rmtree(tok.tokendir)  # the token is gone once the server has unlocked
+        client = boto3.client(
+            "kms", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+        )
+        for _ in range(4):  # both workers, forked after the unlock
+            blob = client.encrypt(KeyId=key, Plaintext=b"served")["CiphertextBlob"]
+            assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == b"served"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["init", "--help"], ["status"], ["list"]])
+def test_python_pkcs11_is_loaded_only_to_unlock_with_the_token(
+    home: Path, tok: SoftToken, passfile: Path, args: list[str]
+) -> None:
+    """Start-up, status and work through a session never load python-pkcs11."""
+    init_with_token(home, tok, passfile)
+    session = sub(home, "-o", "text", "unlock", env=both(tok, passfile)).stdout.decode().strip()
+    code = (
+        "import sys, json\nfrom kmsctl.cli import run\n"
+        f"rc = run({args!r})\n"
+        "sys.stderr.write(json.dumps([rc, 'pkcs11' in sys.modules]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KMSCTL_")}
+    env.update({"KMSCTL_HOME": str(home), "KMSCTL_SESSION": session, **tok.env})
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert json.loads(p.stderr.strip().splitlines()[-1]) == [0, False]
