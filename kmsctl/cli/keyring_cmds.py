@@ -376,8 +376,10 @@ def _passwd_token(app: App, old_file: str | None, add_uri: str | None, pin_file:
 def status(app: App) -> None:
     """Where the keyring is, whether it is locked, what it holds.
 
-    Needs no passphrase. Text output, one line: home, format version,
-    protected, lock state, session expiry, key count, alias count. On the aws
+    Needs no passphrase (nor the token's PIN). Text output, one line: home,
+    format version, protected, lock state, session expiry, key count, alias
+    count, token. The token is the PKCS#11 token the keyring needs: its label
+    with its serial and module (empty without one). On the aws
     backend: backend, endpoint, region, profile, the access key ID the
     credential chain found and where (no request is made).
     """
