@@ -485,3 +485,24 @@ def test_python_pkcs11_is_loaded_only_to_unlock_with_the_token(
     env.update({"KMSCTL_HOME": str(home), "KMSCTL_SESSION": session, **tok.env})
     p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=False)
     assert json.loads(p.stderr.strip().splitlines()[-1]) == [0, False]
+
+
+def test_a_removed_token_key_is_exit_5_naming_the_token(home: Path, tok: SoftToken, passfile: Path) -> None:
+    init_with_token(home, tok, passfile)
+    from kmsctl.hsm.uri import parse
+
+    kid = parse(str(dict(header(home)["pkcs11"])["uri"])).id  # type: ignore[call-overload]
+    assert kid is not None
+    script = (
+        "import sys, pkcs11\nfrom pkcs11 import Attribute as A, ObjectClass as OC\n"
+        "s = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2]).open(user_pin=sys.argv[3], rw=True)\n"
+        "(k,) = s.get_objects({A.CLASS: OC.SECRET_KEY, A.ID: bytes.fromhex(sys.argv[4])})\n"
+        "k.destroy()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, MODULE, tok.label, tok.pin, kid.hex()],
+        env={**os.environ, **tok.env}, capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    out = sub(home, "list", env=both(tok, passfile))
+    assert out.code == 5 and f"'{tok.label}'" in out.stderr and f"has no key with id {kid.hex()}" in out.stderr
+    assert out.stderr.count("\n") == 1
