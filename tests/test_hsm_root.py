@@ -105,6 +105,28 @@ def assert_no_pin(t: SoftToken, home: Path, *outs: Out) -> None:
             assert pin not in path.read_bytes(), path
 
 
+def token_key_id(home: Path) -> bytes:
+    from kmsctl.hsm.uri import parse
+
+    kid = parse(str(dict(header(home)["pkcs11"])["uri"])).id  # type: ignore[call-overload]
+    assert kid is not None and len(kid) == 16
+    return kid
+
+
+def outside_kmsctl(t: SoftToken, kid: bytes, action: str) -> str:
+    """``action`` on the token key with id ``kid``, through python-pkcs11 directly in a fresh process."""
+    script = (
+        "import sys, pkcs11\nfrom pkcs11 import Attribute as A, ObjectClass as OC\n"
+        "s = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2]).open(user_pin=sys.argv[3], rw=True)\n"
+        "(k,) = s.get_objects({A.CLASS: OC.SECRET_KEY, A.ID: bytes.fromhex(sys.argv[4])})\n" + action + "\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script, MODULE, t.label, t.pin, kid.hex()],
+        env={**os.environ, **t.env}, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return p.stdout
+
+
 # ----- init, use, refusals -----
 
 
@@ -126,21 +148,8 @@ def test_init_with_token_and_passphrase_then_encrypt_decrypt(home: Path, tok: So
 def test_the_token_key_is_sensitive_and_never_extractable(home: Path, tok: SoftToken, passfile: Path) -> None:
     """Read back through python-pkcs11 directly, in a fresh process, outside kmsctl."""
     init_with_token(home, tok, passfile)
-    from kmsctl.hsm.uri import parse
-
-    kid = parse(str(dict(header(home)["pkcs11"])["uri"])).id  # type: ignore[call-overload]
-    assert kid is not None and len(kid) == 16
-    script = (
-        "import sys, pkcs11\nfrom pkcs11 import Attribute as A, ObjectClass as OC\n"
-        "s = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2]).open(user_pin=sys.argv[3])\n"
-        "(k,) = s.get_objects({A.CLASS: OC.SECRET_KEY, A.ID: bytes.fromhex(sys.argv[4])})\n"
-        "print(k[A.EXTRACTABLE], k[A.SENSITIVE], k[A.TOKEN], k[A.LABEL])\n"
-    )
-    p = subprocess.run(
-        [sys.executable, "-c", script, MODULE, tok.label, tok.pin, kid.hex()],
-        env={**os.environ, **tok.env}, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    assert p.stdout.split()[:3] == ["False", "True", "True"] and p.stdout.split()[3].startswith("kmsctl-root-")
+    out = outside_kmsctl(tok, token_key_id(home), "print(k[A.EXTRACTABLE], k[A.SENSITIVE], k[A.TOKEN], k[A.LABEL])")
+    assert out.split()[:3] == ["False", "True", "True"] and out.split()[3].startswith("kmsctl-root-")
 
 
 def test_refused_without_the_token_wrong_pin_or_one_factor(
@@ -489,20 +498,8 @@ def test_python_pkcs11_is_loaded_only_to_unlock_with_the_token(
 
 def test_a_removed_token_key_is_exit_5_naming_the_token(home: Path, tok: SoftToken, passfile: Path) -> None:
     init_with_token(home, tok, passfile)
-    from kmsctl.hsm.uri import parse
-
-    kid = parse(str(dict(header(home)["pkcs11"])["uri"])).id  # type: ignore[call-overload]
-    assert kid is not None
-    script = (
-        "import sys, pkcs11\nfrom pkcs11 import Attribute as A, ObjectClass as OC\n"
-        "s = pkcs11.lib(sys.argv[1]).get_token(token_label=sys.argv[2]).open(user_pin=sys.argv[3], rw=True)\n"
-        "(k,) = s.get_objects({A.CLASS: OC.SECRET_KEY, A.ID: bytes.fromhex(sys.argv[4])})\n"
-        "k.destroy()\n"
-    )
-    subprocess.run(
-        [sys.executable, "-c", script, MODULE, tok.label, tok.pin, kid.hex()],
-        env={**os.environ, **tok.env}, capture_output=True, timeout=60, check=True,
-    )  # fmt: skip
+    kid = token_key_id(home)
+    outside_kmsctl(tok, kid, "k.destroy()")
     out = sub(home, "list", env=both(tok, passfile))
     assert out.code == 5 and f"'{tok.label}'" in out.stderr and f"has no key with id {kid.hex()}" in out.stderr
     assert out.stderr.count("\n") == 1
