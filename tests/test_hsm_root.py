@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import PASSPHRASE
 from helpers import Out, run_cli, sql
 from hsm import MODULE, SoftToken, empty_conf, softhsm_token
 
@@ -503,3 +504,21 @@ def test_a_removed_token_key_is_exit_5_naming_the_token(home: Path, tok: SoftTok
     out = sub(home, "list", env=both(tok, passfile))
     assert out.code == 5 and f"'{tok.label}'" in out.stderr and f"has no key with id {kid.hex()}" in out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_init_at_a_terminal_asks_the_pin_once_and_never_echoes_it(home: Path, tok: SoftToken) -> None:
+    from test_ux import Pty, clean_env
+
+    env = clean_env(home, **tok.env)
+    term = Pty(["init", "--pkcs11", tok.uri], env)
+    term.read_until(b"PIN for token 'kmsctl-test'")
+    term.send(tok.pin.encode() + b"\n")
+    for prompt in (b"New passphrase: ", b"Repeat passphrase: "):
+        term.read_until(prompt)
+        term.send(PASSPHRASE.encode() + b"\n")
+    code, _ = term.wait(timeout=30)
+    assert code == 0, term.out
+    assert term.out.count(b"PIN for token") == 1 and b"Keyring passphrase" not in term.out
+    assert tok.pin.encode() not in term.out
+    assert header(home)["version"] == 2
+    assert_no_pin(tok, home)

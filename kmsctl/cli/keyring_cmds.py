@@ -16,6 +16,7 @@ from kmsctl.errors import AccessDeniedException, AlreadyExistsException
 from kmsctl.render import emit
 
 if TYPE_CHECKING:
+    from kmsctl.keyring.header import Enrol
     from kmsctl.service import LocalKMS
 
 UNPROTECTED_WARNING = (
@@ -72,13 +73,31 @@ def passphrase_client(
     return kms
 
 
-def _enroller(app: App, uri_text: str, pin_file: str | None) -> tuple[Any, dict[str, str]]:
+def _enroller(app: App, uri_text: str, pin_file: str | None) -> tuple[Enrol, dict[str, str]]:
     from kmsctl.keyring.root import enroller, enrolment_uri
 
     sources = app.sources()
     sources.pin_file = pin_file
     uri = enrolment_uri(uri_text, sources, token=app.setting("pkcs11.token")[0])
     return enroller(uri, sources)
+
+
+def _record_init_token(app: App, passphrase: bytes | None, share: bytes, token: dict[str, str]) -> None:
+    """The audit trail's first record says which token guards the keyring;
+    the factors init already holds unlock for it (nothing is asked again)."""
+    from kmsctl.service import LocalKMS
+
+    keyring = app.keyring()
+
+    def unlocker() -> None:
+        if passphrase is not None:
+            keyring.unlock_with_passphrase(passphrase, share)
+        else:
+            keyring.unlock_unprotected(share)
+
+    LocalKMS(keyring, clock=app.clock, unlocker=unlocker).update_root_of_trust(
+        Action="InitToken", Token=_token_fields(token)
+    )
 
 
 def _token_fields(token: dict[str, str]) -> dict[str, str]:
@@ -172,13 +191,21 @@ def init(
     from kmsctl.cli.config_cmds import new_keyring_kdf  # kdf.* in config.toml
 
     kdf = new_keyring_kdf(app) if passphrase is not None else None
-    kr.create(app.home, passphrase, region=region, account=account, created=_iso(app.clock()), kdf=kdf, enrol=enrol)
+    shares: list[bytes] = []  # the token's share, kept for the audit record's unlock
+    keeping = None
+    if enrol is not None:
+        enrol_in_token = enrol
+
+        def keeping(keyring_id: str) -> tuple[dict[str, Any], bytes]:
+            stanza, share = enrol_in_token(keyring_id)
+            shares.append(share)
+            return stanza, share
+
+    created = _iso(app.clock())
+    kr.create(app.home, passphrase, region=region, account=account, created=created, kdf=kdf, enrol=keeping)
     app.info(f"kmsctl: created keyring in {app.home}")
     if token:
-        # the audit trail's first record says which token guards the keyring
-        passphrase_client(app, pass_file, name="UpdateRootOfTrust", pin_file=pin_file).update_root_of_trust(
-            Action="InitToken", Token=_token_fields(token)
-        )
+        _record_init_token(app, passphrase, shares[0], token)
         app.info(f"kmsctl: the keyring needs token {token['Label']!r} (serial {token['Serial']}) to unlock")
         app.warn(HARDWARE_LOSS_WARNING)
     elif passphrase is None:

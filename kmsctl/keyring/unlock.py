@@ -1,9 +1,10 @@
 """Where an unlock comes from, first to last:
 KMSCTL_SESSION, --passphrase-file, KMSCTL_PASSPHRASE_FILE, KMSCTL_PASSPHRASE,
 then a hidden prompt on the terminal when there is one. A keyring with a
-PKCS#11 token as second factor needs the token too (its PIN from --pin-file,
-KMSCTL_PKCS11_PIN_FILE, KMSCTL_PKCS11_PIN or the prompt), except through a session. Never a hang: with no
-terminal and no other source, or with prompting turned off (--no-input,
+PKCS#11 token as second factor needs the token too, except through a
+session (its PIN from --pin-file, KMSCTL_PKCS11_PIN_FILE, KMSCTL_PKCS11_PIN
+or the prompt: kmsctl.keyring.root). Never a hang: with no terminal and no
+other source, or with prompting turned off (--no-input,
 KMSCTL_NO_INPUT, CI), the caller gets exit 5 and a hint at once."""
 
 from __future__ import annotations
