@@ -264,3 +264,30 @@ def test_hsm_uri_and_pin_do_not_import_pkcs11() -> None:
     code = "import sys\nimport kmsctl.hsm.uri, kmsctl.hsm.pin, kmsctl.hsm.token\nprint('pkcs11' in sys.modules)\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_a_forked_child_opens_its_own_session_and_the_parent_keeps_its(token: SoftToken) -> None:
+    """kmsctl serve's workers are forked: a child re-initialises the module
+    (PKCS#11 asks it), and neither process breaks the other's session."""
+    tok = _open(token)
+    kid = os.urandom(8)
+    tok.generate_aes_key("fork", kid)
+    nonce = os.urandom(12)
+    ct = tok.gcm_encrypt(kid, nonce, b"forked", b"")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            child = _open(token)
+            ok = child is not tok and child.gcm_decrypt(kid, nonce, ct, b"") == b"forked"
+            from kmsctl.hsm.token import close_all
+
+            close_all()
+            os.write(write, b"ok" if ok else b"bad")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"ok"
+    os.close(read)
+    assert tok.gcm_decrypt(kid, nonce, ct, b"") == b"forked"

@@ -228,7 +228,7 @@ class Token:
 
 
 _OPEN: dict[tuple[str, str], Token] = {}
-_LOADED: set[str] = set()  # modules this process initialised (C_Initialize)
+_LOADED: dict[str, int] = {}  # module -> the process that initialised it (C_Initialize)
 _ATEXIT = False
 
 
@@ -278,9 +278,11 @@ def open_token(uri: TokenUri, pin: bytes) -> Token:
         raise TokenError("no PKCS#11 module given", reason="module", exit_code=2)
     if not os.path.isfile(module):
         raise TokenError(f"PKCS#11 module {module} cannot be loaded (no such file)", reason="module")
+    if _LOADED.get(module, os.getpid()) != os.getpid():
+        _after_fork(p, module)
     try:
         lib = p.lib(module)
-        _LOADED.add(module)
+        _LOADED.setdefault(module, os.getpid())
     except p.exceptions.PKCS11Error as exc:
         raise TokenError(f"PKCS#11 module {module} cannot be loaded ({type(exc).__name__})", reason="module") from None
     try:
@@ -319,6 +321,18 @@ def open_token(uri: TokenUri, pin: bytes) -> Token:
     return token
 
 
+def _after_fork(p: Any, module: str) -> None:
+    """A child of the process that initialised ``module`` (kmsctl serve's
+    workers) starts afresh, as PKCS#11 asks: the inherited sessions are
+    forgotten, not closed (they are the parent's), and the module is
+    initialised again for this process."""
+    for key in [k for k in _OPEN if k[0] == module]:
+        del _OPEN[key]
+    del _LOADED[module]
+    with suppress(Exception):
+        p.unload(module)
+
+
 def close_all() -> None:
     """Close every session this process opened, then finalise the modules
     (C_Finalize): the next open_token loads them afresh, and a module reads
@@ -331,5 +345,8 @@ def close_all() -> None:
     import pkcs11
 
     while _LOADED:
+        module, pid = _LOADED.popitem()
+        if pid != os.getpid():  # inherited across a fork (kmsctl serve's workers): the parent's to finalise
+            continue
         with suppress(Exception):  # a module that will not finalise is left to the process exit
-            pkcs11.unload(_LOADED.pop())
+            pkcs11.unload(module)
