@@ -42,7 +42,7 @@ def strip_newline(text: str) -> str:
     return text
 
 
-def _warn_if_readable(path: str, fd: int, warn: Warn) -> None:
+def _warn_if_readable(path: str, fd: int, warn: Warn, what: str = "passphrase") -> None:
     """A passphrase file others can read is a passphrase others know (ssh
     refuses such keys; kmsctl warns). Pipes and devices (``<(...)``) are not files."""
     import stat
@@ -50,23 +50,24 @@ def _warn_if_readable(path: str, fd: int, warn: Warn) -> None:
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode) and st.st_mode & 0o044:
         mode = stat.S_IMODE(st.st_mode)
-        warn(f"kmsctl: WARNING: passphrase file {path} is readable by others (mode {mode:04o}); chmod 600 {path}")
+        warn(f"kmsctl: WARNING: {what} file {path} is readable by others (mode {mode:04o}); chmod 600 {path}")
 
 
-def read_passphrase_file(path: str, warn: Warn | None = None) -> bytes:
-    """The file's first line, without its line ending (as ssh-askpass files are)."""
+def read_passphrase_file(path: str, warn: Warn | None = None, what: str = "passphrase") -> bytes:
+    """The file's first line, without its line ending (as ssh-askpass files
+    are). ``what`` names the secret in messages (the token PIN files too)."""
     try:
         with open(path, "rb") as f:
             if warn is not None:
-                _warn_if_readable(path, f.fileno(), warn)
+                _warn_if_readable(path, f.fileno(), warn, what)
             data = f.read(PASSPHRASE_MAX + 2)
     except OSError as exc:
-        raise ValidationException(f"cannot read passphrase file {path}: {exc.strerror}") from None
+        raise ValidationException(f"cannot read {what} file {path}: {exc.strerror}") from None
     line = data.split(b"\n", 1)[0].rstrip(b"\r")
     if not line:
-        raise ValidationException(f"passphrase file {path} is empty")
+        raise ValidationException(f"{what} file {path} is empty")
     if len(line) > PASSPHRASE_MAX:
-        raise ValidationException(f"passphrase in {path} is longer than {PASSPHRASE_MAX} bytes")
+        raise ValidationException(f"{what} in {path} is longer than {PASSPHRASE_MAX} bytes")
     return line
 
 
