@@ -109,8 +109,10 @@ def keystore_list(app: App, ref: str | None) -> None:
     """
     kms = app.kms()
     if ref:
-        field = "CustomKeyStoreId" if ref.startswith("cks-") else "CustomKeyStoreName"
-        out = kms.describe_custom_key_stores(**{field: ref})
+        if ref.startswith("cks-"):
+            out = kms.describe_custom_key_stores(CustomKeyStoreId=ref)
+        else:
+            out = kms.describe_custom_key_stores(CustomKeyStoreName=ref)
     else:
         entries: list[dict[str, Any]] = []
         marker: str | None = None

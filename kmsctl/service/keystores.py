@@ -159,7 +159,7 @@ class KeyStoreOps(LocalKMSBase):
         if rows and rows[0][0] != store_id:
             raise E.CustomKeyStoreNameInUseException(f"The custom key store name '{name}' is already in use")
 
-    def _entry(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def _store_entry(self, doc: dict[str, Any]) -> dict[str, Any]:
         """DescribeCustomKeyStores' CustomKeyStoresListEntry, and kmsctl's Pkcs11Uri."""
         out: dict[str, Any] = {
             "CustomKeyStoreId": doc["CustomKeyStoreId"],
@@ -308,16 +308,16 @@ class KeyStoreOps(LocalKMSBase):
         limit = self._limit("DescribeCustomKeyStores", Limit)
         after = self._unmarker("DescribeCustomKeyStores", Marker, int) or 0
         if CustomKeyStoreId is not None:
-            return {"CustomKeyStores": [self._entry(self._store(CustomKeyStoreId))], "Truncated": False}
+            return {"CustomKeyStores": [self._store_entry(self._store(CustomKeyStoreId))], "Truncated": False}
         if CustomKeyStoreName is not None:
             name = _name(CustomKeyStoreName, "customKeyStoreName")
             rows = self.db.query(_SELECT + " WHERE name = ?", (name,))
             if not rows:
                 raise E.CustomKeyStoreNotFoundException(f"Custom key store '{name}' does not exist in this keyring")
-            return {"CustomKeyStores": [self._entry(self._verify_store_row(*rows[0][1:5]))], "Truncated": False}
+            return {"CustomKeyStores": [self._store_entry(self._verify_store_row(*rows[0][1:5]))], "Truncated": False}
         rows = self.db.query(_SELECT + " WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit + 1))
         page = [(r[0], self._verify_store_row(*r[1:5])) for r in rows[:limit]]
-        out: dict[str, Any] = {"CustomKeyStores": [self._entry(d) for _, d in page], "Truncated": len(rows) > limit}
+        out: dict[str, Any] = {"CustomKeyStores": [self._store_entry(d) for _, d in page], "Truncated": len(rows) > limit}
         if len(rows) > limit:
             out["NextMarker"] = self._marker("DescribeCustomKeyStores", page[-1][0])
         return out
@@ -325,9 +325,12 @@ class KeyStoreOps(LocalKMSBase):
     def store_by_name_or_id(self, ref: str) -> dict[str, Any]:
         """A store's list entry by its ID or its name (the CLI's NAME|ID), read for
         the client's own use (``internal_reads``). Local to kmsctl."""
-        field = "CustomKeyStoreId" if ref.startswith("cks-") else "CustomKeyStoreName"
         with self.internal_reads():
-            found: dict[str, Any] = self.describe_custom_key_stores(**{field: ref})["CustomKeyStores"][0]
+            if ref.startswith("cks-"):
+                out = self.describe_custom_key_stores(CustomKeyStoreId=ref)
+            else:
+                out = self.describe_custom_key_stores(CustomKeyStoreName=ref)
+        found: dict[str, Any] = out["CustomKeyStores"][0]
         return found
 
     @operation("ConnectCustomKeyStore", writes=True)
