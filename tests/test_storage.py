@@ -715,6 +715,7 @@ def test_version_1_keyring_is_upgraded_on_open(populated: Populated, tmp_path: P
         "DROP TABLE audit; DROP TABLE audit_pending; DELETE FROM meta WHERE name LIKE 'audit_%';"
         "DROP INDEX keys_rotation; DROP INDEX materials_seq; ALTER TABLE keys DROP COLUMN next_rotation;"
         "DROP TABLE principals; DROP TABLE access_keys; DROP TABLE grants;"  # migration 5
+        "DROP TABLE key_stores;"  # migration 6
         "DELETE FROM meta WHERE name IN ('epoch', 'audit_legacy');"  # migration 4
         "UPDATE meta SET value = '1' WHERE name = 'schema_version';"
     )
