@@ -763,6 +763,7 @@ def test_unknown_header_version_is_refused(keyring_home: Path) -> None:
 
 # ------------------------------------------- the format, as FORMAT.md says ---
 SCHEMA_OBJECTS = {
+    ("table", "key_stores"),  # migration 6: custom key stores
     ("table", "principals"),  # migration 5: access control
     ("table", "access_keys"),
     ("index", "access_keys_arn"),

@@ -35,6 +35,7 @@ PKCS#11 token and never leaves it (no derivation is possible outside it):
 
 from __future__ import annotations
 
+import re
 import struct
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,7 @@ V3_HEADER_SIZE = V1_HEADER_SIZE + STORE_ID_SIZE
 V3_OVERHEAD = V3_HEADER_SIZE + _TAIL  # 99
 _HEADER_SIZES = {1: V1_HEADER_SIZE, 2: HEADER_SIZE, 3: V3_HEADER_SIZE}
 KDF_INFO = b"kmsctl blob v2"
+_STORE_ID_RE = re.compile(r"cks-[0-9a-f]{17}")
 # (nonce, plaintext or ciphertext||tag, aad) -> the other: AES-GCM done elsewhere (the token)
 GcmFunction = Callable[[bytes, bytes, bytes], bytes]
 
@@ -143,10 +145,9 @@ def parse(data: bytes) -> Blob:
         raise MalformedBlob("not a kmsctl ciphertext blob")
     store_id = ""
     if version == STORE_VERSION:
-        try:
-            store_id = data[V1_HEADER_SIZE:size].decode("ascii")
-        except UnicodeDecodeError:
-            raise MalformedBlob("not a kmsctl ciphertext blob (a damaged custom key store ID)") from None
+        store_id = data[V1_HEADER_SIZE:size].decode("latin-1")
+        if not _STORE_ID_RE.fullmatch(store_id):
+            raise MalformedBlob("not a kmsctl ciphertext blob (a damaged custom key store ID)")
     return Blob(
         key_id=str(uuid.UUID(bytes=data[2:18])),
         material_id=data[18:50].hex(),
