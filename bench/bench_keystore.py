@@ -71,7 +71,9 @@ def per_call(env: dict[str, str], key: str, n: int) -> tuple[float, float]:
     enc, dec = [], []
     for _ in range(n):
         t = time.perf_counter()
-        ct = subprocess.run([KMSCTL, "encrypt", "-k", key], input=b"benchmark", env=env, capture_output=True, check=True)
+        ct = subprocess.run(
+            [KMSCTL, "encrypt", "-k", key], input=b"benchmark", env=env, capture_output=True, check=True
+        )
         enc.append(time.perf_counter() - t)
         t = time.perf_counter()
         subprocess.run([KMSCTL, "decrypt"], input=ct.stdout, env=env, capture_output=True, check=True)

@@ -120,6 +120,12 @@ def _region(value: Any) -> str:
     return value.strip()
 
 
+def _module_path(value: Any) -> str:
+    if not isinstance(value, str) or not os.path.isabs(value.strip()) or not is_text(value):
+        raise ValueError(f"expected the absolute path of a PKCS#11 module (.so), got {value!r}")
+    return value.strip()
+
+
 class Setting(NamedTuple):  # not a dataclass: dataclasses costs --help a few ms to import
     name: str
     check: Callable[[Any], Any]
@@ -153,6 +159,11 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("profile", _name, None, "NAME", "The AWS profile, for the aws backend.", "--profile", "AWS_PROFILE"),
         Setting("region", _region, None, "REGION", "The AWS region, for the aws backend.", "--region", "AWS_REGION"),
+        Setting(
+            "pkcs11.module", _module_path, None, "PATH", "The PKCS#11 module of the keyring's token (a .so file).",
+            None, "KMSCTL_PKCS11_MODULE",
+        ),
+        Setting("pkcs11.token", _name, None, "LABEL", "The token label when a PKCS#11 URI names none."),
     )
 }  # fmt: skip
 

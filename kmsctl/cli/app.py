@@ -170,6 +170,7 @@ class App:
             prompt=self.prompt or terminal_prompt,
             no_input=self.no_input,
             warn=self.warn,
+            pkcs11_module=lambda: self.setting("pkcs11.module")[0],  # config.toml read only for a token
         )
 
     @property

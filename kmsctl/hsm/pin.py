@@ -63,7 +63,7 @@ def read_pin(
         raise missing
     try:
         typed = prompt(f"PIN for token {what}: ")
-    except (OSError, EOFError):
+    except (OSError, EOFError, AccessDeniedException):  # no terminal
         raise missing from None
     if not typed:
         raise AccessDeniedException(f"empty PIN for token {what}")

@@ -3,7 +3,9 @@
 The master key (MK) is 32 random bytes made at ``init``. It is stored only
 wrapped: by AES-256-GCM under Argon2id(passphrase) in the header, and once per
 live session under that session's random secret, which only the session token
-holds. From MK come, by HKDF-Expand, the record MAC key and the material
+holds. With a PKCS#11 token as root of trust (header version 2), the header's
+key is HKDF over both Argon2id(passphrase) and a share that only the token
+unwraps. From MK come, by HKDF-Expand, the record MAC key and the material
 wrapping key. docs/FORMAT.md section 2 has the details.
 """
 
@@ -17,52 +19,35 @@ from typing import Any
 
 from kmsctl.crypto import primitives as P
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
+from kmsctl.keyring.header import (
+    FORMAT,
+    FORMAT_VERSION,
+    FORMAT_VERSION_TOKEN,
+    READ_VERSIONS,
+    TOKEN_MECHANISM,
+    Enrol,
+    _b64,
+    _checked_header,
+    _final_kek,
+    _kpass,
+    _mk_aad,
+    _unb64,
+    _wrap_mk,
+    kdf_problem,
+    token_kek,
+)
 from kmsctl.keyring.store import DB_NAME, Database, as_blob, create_database, dumps
 
-FORMAT = "kmsctl-keyring"
-FORMAT_VERSION = 1
+__all__ = ["FORMAT", "FORMAT_VERSION", "FORMAT_VERSION_TOKEN", "READ_VERSIONS", "TOKEN_MECHANISM", "Enrol", "token_kek"]
+
 SESSION_PREFIX = "kmsctl_s1_"
 # RFC 9106 section 4, second recommended option: t=3, p=4, m=64 MiB
 DEFAULT_KDF = {"iterations": 3, "memory_kib": 65536, "lanes": 4}
-# The least Argon2id cost a header may hold (and init or passwd write): below
-# it, a header is damage (exit 8), not a wrong passphrase. The ceilings refuse
-# a denial of service (16 GiB, 64 passes). kmsctl.config.KDF_BOUNDS says the same.
-KDF_FLOOR = {"iterations": 1, "memory_kib": 1024, "lanes": 1}
-KDF_CEILING = {"iterations": 64, "memory_kib": 16 << 20, "lanes": 64}
-_UNPROTECTED_KEK = bytes(32)
-
-_AAD_MK = b"kmsctl master key v1\x00"
 _AAD_SESSION = b"kmsctl session v1\x00"
 _MAC_HEADER = b"kmsctl header v1\x00"
 _MAC_KEY = b"kmsctl key v1\x00"
 _MAC_ALIAS = b"kmsctl alias v1\x00"
 _AAD_MATERIAL = b"kmsctl material v1\x00"
-
-
-def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
-
-
-def _unb64(s: str) -> bytes:
-    return base64.b64decode(s, validate=True)
-
-
-def db_path(home: str) -> str:
-    return os.path.join(home, DB_NAME)
-
-
-def kdf_problem(kdf: dict[str, Any]) -> str | None:
-    """What is wrong with Argon2id parameters (None if they are within the
-    floor and the ceilings, and memory is at least 8 KiB a lane)."""
-    for name in ("iterations", "memory_kib", "lanes"):
-        value = kdf.get(name)
-        if type(value) is not int:
-            return f"{name} is not a whole number"
-        if not KDF_FLOOR[name] <= value <= KDF_CEILING[name]:
-            return f"{name} {value} is outside {KDF_FLOOR[name]}..{KDF_CEILING[name]}"
-    if kdf["memory_kib"] < 8 * kdf["lanes"]:
-        return "memory_kib is less than 8 x lanes"
-    return None
 
 
 def kept_kdf(stored: dict[str, Any] | None, configured: dict[str, int] | None = None) -> dict[str, int]:
@@ -76,23 +61,8 @@ def kept_kdf(stored: dict[str, Any] | None, configured: dict[str, int] | None = 
     return base
 
 
-def _kek(header: dict[str, Any], passphrase: bytes | None) -> bytes:
-    if not header["protected"]:
-        return _UNPROTECTED_KEK
-    assert passphrase is not None
-    kdf = header["kdf"]
-    return P.argon2id(
-        passphrase,
-        _unb64(kdf["salt"]),
-        iterations=kdf["iterations"],
-        memory_kib=kdf["memory_kib"],
-        lanes=kdf["lanes"],
-    )
-
-
-def _mk_aad(header: dict[str, Any]) -> bytes:
-    kdf = dumps(header.get("kdf") or {})
-    return _AAD_MK + str(header["keyring_id"]).encode() + (b"\x01" if header["protected"] else b"\x00") + kdf
+def db_path(home: str) -> str:
+    return os.path.join(home, DB_NAME)
 
 
 def create(
@@ -103,19 +73,24 @@ def create(
     account: str,
     created: str,
     kdf: dict[str, int] | None = None,
+    enrol: Enrol | None = None,
 ) -> None:
+    """A new keyring at ``home``; ``enrol`` (kmsctl.keyring.root) makes the
+    token's key and share first when a token is to be the second factor."""
     from kmsctl.keyring import epoch
     from kmsctl.keyring.audit import genesis_head
     from kmsctl.keyring.home import make_home
 
     if passphrase is not None:
         _check_passphrase_kdf(kdf or DEFAULT_KDF)
+    keyring_id = P.random_bytes(16).hex()
+    stanza, share = enrol(keyring_id) if enrol is not None else (None, None)
     make_home(home)
     mk = P.random_bytes(32)
     header: dict[str, Any] = {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "keyring_id": P.random_bytes(16).hex(),
+        "version": FORMAT_VERSION if stanza is None else FORMAT_VERSION_TOKEN,
+        "keyring_id": keyring_id,
         "region": region,
         "account": account,
         "created": created,
@@ -123,7 +98,9 @@ def create(
     }
     if passphrase is not None:
         header["kdf"] = {"name": "argon2id", **(kdf or DEFAULT_KDF), "salt": _b64(P.random_bytes(16))}
-    _wrap_mk(header, mk, passphrase)
+    if stanza is not None:
+        header["pkcs11"] = stanza
+    _wrap_mk(header, mk, _kpass(header, passphrase), share)
     hbytes = dumps(header)
     # the audit trail's head from the start (seq 0): a trail emptied later,
     # head and all, is then always missing its head
@@ -143,11 +120,6 @@ def _check_passphrase_kdf(kdf: dict[str, int]) -> None:
 
 def _derive(mk: bytes, label: bytes) -> bytes:
     return P.hkdf_expand(mk, b"kmsctl v1 " + label)
-
-
-def _wrap_mk(header: dict[str, Any], mk: bytes, passphrase: bytes | None) -> None:
-    nonce, wrapped = P.gcm_seal(_kek(header, passphrase), mk, _mk_aad(header))
-    header["master_key"] = {"nonce": _b64(nonce), "wrapped": _b64(wrapped)}
 
 
 def _mac_key(mk: bytes) -> bytes:
@@ -181,6 +153,9 @@ class Keyring:
         self.account: str = self.header["account"]
         self.protected: bool = self.header["protected"]
         self._mk: bytes | None = None
+        # K_pass and the token's share, kept after an unlock by the factors
+        # themselves (not a session): passwd re-wraps with them
+        self._factors: tuple[bytes, bytes | None] | None = None
         # the file first, then the database: the file only ever holds committed values
         self._epoch_state = epoch.read(home)
         epoch.check(self._epoch_state, self.keyring_id, self.db.epoch(), home)
@@ -209,27 +184,42 @@ class Keyring:
     def unlocked(self) -> bool:
         return self._mk is not None
 
-    def unlock_unprotected(self) -> None:
-        self._set_mk(self._open_mk(None))
+    @property
+    def token_stanza(self) -> dict[str, Any] | None:
+        """The header's "pkcs11" stanza: the token that is a second factor, or None."""
+        stanza = self.header.get("pkcs11")
+        return stanza if isinstance(stanza, dict) else None
 
-    def unlock_with_passphrase(self, passphrase: bytes) -> None:
-        self._set_mk(self._open_mk(passphrase))
+    @property
+    def needs_credential(self) -> bool:
+        """A passphrase or a token (or both) guards the master key."""
+        return self.protected or self.token_stanza is not None
 
-    def _open_mk(self, passphrase: bytes | None) -> bytes:
+    def unlock_unprotected(self, share: bytes | None = None) -> None:
+        """No passphrase; ``share`` is the token's when the header has one."""
+        self._open_mk(None, share)
+
+    def unlock_with_passphrase(self, passphrase: bytes, share: bytes | None = None) -> None:
+        self._open_mk(passphrase, share)
+
+    def _open_mk(self, passphrase: bytes | None, share: bytes | None) -> None:
         try:
             wrap = self.header["master_key"]
             nonce, wrapped = _unb64(wrap["nonce"]), _unb64(wrap["wrapped"])
-            kek = _kek(self.header, passphrase)
+            k_pass = _kpass(self.header, passphrase)
         except (KeyError, TypeError, ValueError) as exc:
             raise IntegrityError(f"{self.path}: the keyring header is damaged") from exc
+        kek = _final_kek(self.header, k_pass, share)
         try:
-            return P.gcm_open(kek, nonce, wrapped, _mk_aad(self.header))
+            mk = P.gcm_open(kek, nonce, wrapped, _mk_aad(self.header))
         except P.AuthenticationFailed:
             if not self.protected:
                 raise IntegrityError(f"{self.path}: the keyring header is damaged") from None
             raise AccessDeniedException(
                 "wrong passphrase", hint="check --passphrase-file, KMSCTL_PASSPHRASE_FILE or KMSCTL_PASSPHRASE"
             ) from None
+        self._set_mk(mk)
+        self._factors = (k_pass, share)
 
     def unlock_with_session(self, token: str, now: float) -> None:
         sid, secret = parse_token(token)
@@ -344,13 +334,39 @@ class Keyring:
         if new is not None:
             _check_passphrase_kdf(kdf)
             header["kdf"] = {"name": "argon2id", **kdf, "salt": _b64(P.random_bytes(16))}
-        _wrap_mk(header, mk, new)
+        share = self._unlocked_factors()[1] if self.token_stanza is not None else None
+        k_pass = _kpass(header, new)
+        self._write_header(header, mk, k_pass, share)
+
+    def _unlocked_factors(self) -> tuple[bytes, bytes | None]:
+        if self._factors is None:
+            raise AccessDeniedException(
+                "this change needs the keyring unlocked by its passphrase and token, not by a session"
+            )
+        return self._factors
+
+    def set_token(self, stanza: dict[str, Any] | None, share: bytes | None) -> None:
+        """Add (``stanza`` and its share) or remove (None) the token as second
+        factor: the header is re-wrapped atomically, the passphrase kept, every
+        session ended. The records are untouched (MK is unchanged)."""
+        mk = self._master()
+        k_pass, _ = self._unlocked_factors()
+        header = dict(self.header)
+        header.pop("pkcs11", None)
+        if stanza is not None:
+            header["pkcs11"] = stanza
+        header["version"] = FORMAT_VERSION if stanza is None else FORMAT_VERSION_TOKEN
+        self._write_header(header, mk, k_pass, share)
+
+    def _write_header(self, header: dict[str, Any], mk: bytes, k_pass: bytes, share: bytes | None) -> None:
+        _wrap_mk(header, mk, k_pass, share)
         hbytes = dumps(header)
         with self.db.write():
             self.db.set_meta("header", hbytes)
             self.db.set_meta("header_mac", P.hmac_sha256(self._mac, _MAC_HEADER + hbytes))
             self.db.execute("DELETE FROM sessions")
-        self.header, self.protected = header, new is not None
+        self.header, self.protected = header, bool(header["protected"])
+        self._factors = (k_pass, share if header.get("pkcs11") is not None else None)
 
     # ----- sealed records -----
     def mac_doc(self, kind: bytes, doc: bytes) -> bytes:
@@ -385,41 +401,6 @@ class Keyring:
 
     def close(self) -> None:
         self.db.close()
-
-
-def _checked_header(raw: bytes | None, path: str) -> dict[str, Any]:
-    """The header, with every field the code relies on present and sane; the
-    MAC is checked once the master key is known. Anything else is damage."""
-    damaged = IntegrityError(f"{path}: the keyring header is damaged")
-    try:
-        header = json.loads(raw or b"")
-    except ValueError:
-        raise damaged from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise damaged
-    if header.get("version") != FORMAT_VERSION:
-        raise IntegrityError(
-            f"{path}: keyring format version {header.get('version')!r} is not one this kmsctl reads ({FORMAT_VERSION})",
-            hint="upgrade kmsctl",
-        )
-    strings = ("keyring_id", "region", "account")
-    wrap = header.get("master_key")
-    ok = all(isinstance(header.get(k), str) for k in strings) and isinstance(header.get("protected"), bool)
-    ok = ok and isinstance(wrap, dict) and all(isinstance(wrap.get(k), str) for k in ("nonce", "wrapped"))
-    if ok and header["protected"]:
-        kdf = header.get("kdf")
-        ok = isinstance(kdf, dict) and kdf.get("name") == "argon2id" and isinstance(kdf.get("salt"), str)
-        ints = [kdf.get(k) for k in ("iterations", "memory_kib", "lanes")] if ok and isinstance(kdf, dict) else []
-        ok = ok and all(type(v) is int for v in ints)
-        if ok and isinstance(kdf, dict):
-            # below the floor (edited: init and passwd never write it) or above
-            # the ceilings (a denial of service): damage, not a wrong passphrase
-            problem = kdf_problem(kdf)
-            if problem:
-                raise IntegrityError(f"{path}: the keyring header is damaged (Argon2id parameters: {problem})")
-    if not ok:
-        raise damaged
-    return header
 
 
 KEY_KIND = _MAC_KEY

@@ -1,6 +1,8 @@
 """Where an unlock comes from, first to last:
 KMSCTL_SESSION, --passphrase-file, KMSCTL_PASSPHRASE_FILE, KMSCTL_PASSPHRASE,
-then a hidden prompt on the terminal when there is one. Never a hang: with no
+then a hidden prompt on the terminal when there is one. A keyring with a
+PKCS#11 token as second factor needs the token too (its PIN from --pin-file,
+KMSCTL_PKCS11_PIN_FILE, KMSCTL_PKCS11_PIN or the prompt), except through a session. Never a hang: with no
 terminal and no other source, or with prompting turned off (--no-input,
 KMSCTL_NO_INPUT, CI), the caller gets exit 5 and a hint at once."""
 
@@ -112,6 +114,9 @@ class UnlockSources:
     no_input: str | None = None
     warn: Warn = _stderr
     source: str | None = None  # where the last passphrase came from, for the wrong-passphrase hint
+    pin_file: str | None = None  # the token PIN's --pin-file
+    # config pkcs11.module (KMSCTL_PKCS11_MODULE): where the token's module is; asked only for a token
+    pkcs11_module: Callable[[], str | None] = lambda: None
     _warned: set[str] = field(default_factory=set)
 
     def ask(self, text: str) -> str:
@@ -144,6 +149,19 @@ class UnlockSources:
             raise AccessDeniedException("empty passphrase", hint=LOCKED_HINT)
         return _limited(_utf8(value, "the passphrase typed"), "the passphrase")
 
+    def pin(self, what: str) -> bytes:
+        """The token PIN (kmsctl.hsm.pin.read_pin), the prompt only when prompting is on."""
+        from kmsctl.hsm.pin import read_pin
+
+        return read_pin(
+            self.pin_file,
+            prompt_ok=not self.no_input,
+            what=what,
+            env=self.env,
+            warn=self._warn_once,
+            prompt=self.prompt,
+        )
+
     def has_passphrase_source(self) -> bool:
         return bool(self.passphrase_file or self.env.get("KMSCTL_PASSPHRASE_FILE") or self.env.get("KMSCTL_PASSPHRASE"))
 
@@ -151,6 +169,9 @@ class UnlockSources:
         """The credential given without a prompt (session or passphrase source), if any."""
         if self.env.get("KMSCTL_SESSION"):
             return "KMSCTL_SESSION"
+        return self.offered_passphrase()
+
+    def offered_passphrase(self) -> str | None:
         if self.passphrase_file:
             return "--passphrase-file"
         for name in ("KMSCTL_PASSPHRASE_FILE", "KMSCTL_PASSPHRASE"):
@@ -201,8 +222,11 @@ def _limited(passphrase: bytes, what: str) -> bytes:
 def refuse_if_unprotected_with_credential(keyring: Keyring, sources: UnlockSources) -> None:
     """A keyring the user unlocks with a passphrase or a session, whose header
     says it has none, had its protection removed (a replaced header): using it
-    would seal new keys under a master key someone else knows. Exit 8."""
+    would seal new keys under a master key someone else knows. Exit 8. (A
+    keyring guarded by its token alone takes sessions, not a passphrase.)"""
     offered = sources.offered() if not keyring.protected else None
+    if offered == "KMSCTL_SESSION" and keyring.token_stanza is not None:
+        offered = None if not sources.has_passphrase_source() else sources.offered_passphrase()
     if offered:
         raise IntegrityError(
             f"{keyring.home}: the keyring header says the keyring is unprotected, but {offered} offers a "
@@ -213,8 +237,18 @@ def refuse_if_unprotected_with_credential(keyring: Keyring, sources: UnlockSourc
 
 
 def unlock_unprotected(keyring: Keyring, sources: UnlockSources) -> None:
+    """No passphrase: the files alone, or the token alone when the header names one."""
     refuse_if_unprotected_with_credential(keyring, sources)
-    keyring.unlock_unprotected()
+    keyring.unlock_unprotected(token_share(keyring, sources))
+
+
+def token_share(keyring: Keyring, sources: UnlockSources) -> bytes | None:
+    """The share the keyring's token unwraps (None for a keyring without one)."""
+    if keyring.token_stanza is None:
+        return None
+    from kmsctl.keyring.root import open_share
+
+    return open_share(keyring, sources)
 
 
 def wrong_passphrase_hint(source: str | None) -> str:
@@ -232,11 +266,13 @@ def unlock_with_passphrase(
     """Unlock with the passphrase. Typed at the prompt, a wrong one may be
     typed again (TRIES in all); each failed try but the last goes to
     ``on_wrong`` (the audit trail), the last is raised. The error's hint names
-    the source the passphrase came from."""
+    the source the passphrase came from. The token, when the keyring has
+    one, is asked first (once): without it no passphrase is worth typing."""
+    share = token_share(keyring, sources)
     for attempt in range(1, TRIES + 1):
         passphrase = sources.passphrase(text)
         try:
-            keyring.unlock_with_passphrase(passphrase)
+            keyring.unlock_with_passphrase(passphrase, share)
             return
         except AccessDeniedException as exc:
             exc.hint = wrong_passphrase_hint(sources.source)
@@ -249,21 +285,34 @@ def unlock_with_passphrase(
             sources.warn("kmsctl: wrong passphrase; try again")
 
 
+def unlock_with_factors(
+    keyring: Keyring,
+    sources: UnlockSources,
+    text: str = "Keyring passphrase: ",
+    on_wrong: Callable[[AccessDeniedException], None] | None = None,
+) -> None:
+    """The passphrase and/or the token, as the header asks, never a session."""
+    if keyring.protected:
+        unlock_with_passphrase(keyring, sources, text, on_wrong=on_wrong)
+    else:
+        unlock_unprotected(keyring, sources)  # refused when a passphrase was offered
+
+
 def unlock(
     keyring: Keyring,
     sources: UnlockSources,
     now: float,
     on_wrong: Callable[[AccessDeniedException], None] | None = None,
 ) -> None:
-    if not keyring.protected:
+    if not keyring.needs_credential:
         unlock_unprotected(keyring, sources)
         return
-    token = sources.env.get("KMSCTL_SESSION")
-    if token:
+    session = sources.env.get("KMSCTL_SESSION")
+    if session:
         try:
-            keyring.unlock_with_session(token, now)
+            keyring.unlock_with_session(session, now)
             return
         except AccessDeniedException:
-            if not sources.has_passphrase_source():
+            if not keyring.protected or not sources.has_passphrase_source():
                 raise
-    unlock_with_passphrase(keyring, sources, on_wrong=on_wrong)
+    unlock_with_factors(keyring, sources, on_wrong=on_wrong)

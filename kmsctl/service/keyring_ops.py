@@ -16,7 +16,8 @@ from typing import Any
 
 from kmsctl import errors as E
 from kmsctl import model
-from kmsctl.service.base import LocalKMSBase, operation, to_datetime
+from kmsctl.keyring.root import describe as describe_token
+from kmsctl.service.base import LocalKMSBase, check_enum, operation, to_datetime
 
 
 class KeyringOps(LocalKMSBase):
@@ -52,13 +53,45 @@ class KeyringOps(LocalKMSBase):
         self.keyring.change_passphrase(new, Kdf or None)
         return {}
 
+    @operation("UpdateRootOfTrust", writes=True, keyring=True, transaction=False, unlogged=("Enrol",))
+    def update_root_of_trust(
+        self,
+        *,
+        Action: str,
+        Enrol: Callable[[str], tuple[dict[str, Any], bytes]] | None = None,
+        Token: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """kmsctl's own: a PKCS#11 token as the keyring's second factor.
+        Action "AddToken" enrols one through Enrol (kmsctl.keyring.root),
+        "RemoveToken" drops it, "InitToken" records the one init enrolled.
+        The header is re-wrapped atomically, every session ends, the keys are
+        untouched. The record names the token (``Token``: label, serial), never its PIN."""
+        check_enum(Action, "action", ("AddToken", "RemoveToken", "InitToken"))
+        had = self.keyring.token_stanza is not None
+        if Action == "AddToken":
+            if had:
+                raise E.AlreadyExistsException(
+                    "the keyring already has a token", hint="remove it first: passwd --remove-pkcs11"
+                )
+            if Enrol is None:
+                raise E.ValidationException("AddToken needs Enrol")
+            stanza, share = Enrol(self.keyring.keyring_id)
+            self.keyring.set_token(stanza, share)
+        elif Action == "RemoveToken":
+            if not had:
+                raise E.NotFoundException("the keyring has no token")
+            self.keyring.set_token(None, None)
+        elif not had:
+            raise E.NotFoundException("the keyring has no token")
+        return {"Action": Action, "Token": dict(Token or {})}
+
     @operation("GetKeyringStatus", unlock=False, keyring=True, audited="never")
     def keyring_status(self, *, SessionToken: str | None = None) -> dict[str, Any]:
         """Whether the keyring is protected, locked or unlocked (by
         SessionToken, when given), and what it holds. Needs no passphrase."""
         now = self.clock()
         state, expires = "locked", None
-        if not self.keyring.protected:
+        if not self.keyring.needs_credential:
             state = "unprotected"
         elif SessionToken:
             try:
@@ -78,4 +111,5 @@ class KeyringOps(LocalKMSBase):
             "ActiveSessions": self.keyring.count_sessions(now),
             "Region": self.keyring.region,
             "AWSAccountId": self.keyring.account,
+            "Token": describe_token(self.keyring),
         }

@@ -317,7 +317,10 @@ class KeyStoreOps(LocalKMSBase):
             return {"CustomKeyStores": [self._store_entry(self._verify_store_row(*rows[0][1:5]))], "Truncated": False}
         rows = self.db.query(_SELECT + " WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, limit + 1))
         page = [(r[0], self._verify_store_row(*r[1:5])) for r in rows[:limit]]
-        out: dict[str, Any] = {"CustomKeyStores": [self._store_entry(d) for _, d in page], "Truncated": len(rows) > limit}
+        out: dict[str, Any] = {
+            "CustomKeyStores": [self._store_entry(d) for _, d in page],
+            "Truncated": len(rows) > limit,
+        }
         if len(rows) > limit:
             out["NextMarker"] = self._marker("DescribeCustomKeyStores", page[-1][0])
         return out
