@@ -71,6 +71,10 @@ class UsageError(KMSError):
     exit_code = 2
 
 
+class CloudHsmClusterNotRelatedException(KMSError):
+    exit_code = 2
+
+
 # 3: not found
 class NotFoundException(KMSError):
     exit_code = 3
@@ -78,6 +82,14 @@ class NotFoundException(KMSError):
 
 
 class InvalidGrantIdException(KMSError):
+    exit_code = 3
+
+
+class CustomKeyStoreNotFoundException(KMSError):
+    exit_code = 3
+
+
+class CloudHsmClusterNotFoundException(KMSError):
     exit_code = 3
 
 
@@ -93,6 +105,14 @@ class KMSInvalidStateException(KMSError):
 
 
 class UnsupportedOperationException(KMSError):
+    exit_code = 4
+
+
+class CustomKeyStoreInvalidStateException(KMSError):
+    exit_code = 4
+
+
+class CustomKeyStoreHasCMKsException(KMSError):
     exit_code = 4
 
 
@@ -139,6 +159,14 @@ class LimitExceededException(KMSError):
 class ConflictException(KMSError):
     exit_code = 7
     http_status = 409
+
+
+class CustomKeyStoreNameInUseException(KMSError):
+    exit_code = 7
+
+
+class CloudHsmClusterInUseException(KMSError):
+    exit_code = 7
 
 
 # 8: integrity of the keyring or a sealed file

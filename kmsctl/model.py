@@ -155,6 +155,13 @@ LIST_LIMITS: Final = {
     "ListKeyPolicies": (1, 1000, 100),
     "ListGrants": (1, 100, 50),
     "ListRetirableGrants": (1, 100, 50),
+    "DescribeCustomKeyStores": (1, 1000, 1000),
 }
+# custom key stores (CreateCustomKeyStore ...): the connection states and error
+# codes AWS reports; kmsctl has the AWS_CLOUDHSM type only, backed by a PKCS#11 token
+CUSTOM_KEY_STORE_TYPES: Final = ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
+CONNECTION_STATES: Final = ("CONNECTED", "CONNECTING", "FAILED", "DISCONNECTED", "DISCONNECTING")
+CUSTOM_KEY_STORE_NAME_MAX: Final = 256
+CUSTOM_KEY_STORES_MAX: Final = 10  # AWS's quota of custom key stores an account and Region
 DEFAULT_REGION: Final = "us-east-1"
 DEFAULT_ACCOUNT: Final = "111122223333"

@@ -715,6 +715,7 @@ def test_version_1_keyring_is_upgraded_on_open(populated: Populated, tmp_path: P
         "DROP TABLE audit; DROP TABLE audit_pending; DELETE FROM meta WHERE name LIKE 'audit_%';"
         "DROP INDEX keys_rotation; DROP INDEX materials_seq; ALTER TABLE keys DROP COLUMN next_rotation;"
         "DROP TABLE principals; DROP TABLE access_keys; DROP TABLE grants;"  # migration 5
+        "DROP TABLE key_stores;"  # migration 6
         "DELETE FROM meta WHERE name IN ('epoch', 'audit_legacy');"  # migration 4
         "UPDATE meta SET value = '1' WHERE name = 'schema_version';"
     )
@@ -762,6 +763,7 @@ def test_unknown_header_version_is_refused(keyring_home: Path) -> None:
 
 # ------------------------------------------- the format, as FORMAT.md says ---
 SCHEMA_OBJECTS = {
+    ("table", "key_stores"),  # migration 6: custom key stores
     ("table", "principals"),  # migration 5: access control
     ("table", "access_keys"),
     ("index", "access_keys_arn"),

@@ -73,6 +73,7 @@ COMMANDS: dict[str, str] = {
     "seed": "kmsctl.cli.seed:seed",
     "backup": "kmsctl.cli.backup:backup",
     "restore": "kmsctl.cli.backup:restore",
+    "keystore": "kmsctl.cli.keystores:keystore",
     "principal": "kmsctl.cli.principals:principal",
     "policy": "kmsctl.cli.policy_cmds:policy",
     "grant": "kmsctl.cli.grants:grant",

@@ -74,8 +74,14 @@ def key_details(app: App, metadata: dict[str, Any]) -> list[tuple[str, Any]]:
     "--origin",
     default="AWS_KMS",
     show_default=True,
-    type=AwsChoice(["AWS_KMS", "EXTERNAL"]),
-    help="EXTERNAL: key material to be imported.",
+    type=AwsChoice(["AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM"]),
+    help="EXTERNAL: key material to be imported; AWS_CLOUDHSM: in the --custom-key-store.",
+)
+@click.option(
+    "--custom-key-store",
+    "custom_key_store",
+    metavar="NAME|ID",
+    help="Make the key inside this custom key store's token (Origin AWS_CLOUDHSM; symmetric only).",
 )
 @click.option(
     "--policy", "policy_file", metavar="FILE", help="The key policy, from FILE; default AWS's default policy."
@@ -95,6 +101,7 @@ def create(
     alias_name: str | None,
     tags: tuple[str, ...],
     origin: str,
+    custom_key_store: str | None,
     policy_file: str | None,
     bypass: bool,
 ) -> None:
@@ -117,6 +124,10 @@ def create(
     if bypass:
         args["BypassPolicyLockoutSafetyCheck"] = True
     kms = app.kms()
+    if custom_key_store:
+        from kmsctl.cli.keystores import store_id
+
+        args.update(Origin="AWS_CLOUDHSM", CustomKeyStoreId=store_id(app, custom_key_store))
     slow = key_spec in ("RSA_3072", "RSA_4096")  # a second or two of prime search
     with busy(app, f"kmsctl: creating a {key_spec} key") if slow else nullcontext(), kms.transaction():
         # the key and its alias land together or not at all

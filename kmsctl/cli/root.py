@@ -18,12 +18,17 @@ from kmsctl.cli.app import App
 # Only the command name maps; options stay kmsctl's (-k KEY, not --key-id).
 AWS_COMMANDS: dict[str, str] = {
     "cancel-key-deletion": "cancel-delete",
+    "connect-custom-key-store": "keystore connect",
+    "create-custom-key-store": "keystore create",
     "create-alias": "alias create",
     "create-grant": "grant create",
     "create-key": "create",
     "delete-alias": "alias delete",
+    "delete-custom-key-store": "keystore delete",
     "delete-imported-key-material": "import delete",
+    "describe-custom-key-stores": "keystore list",
     "describe-key": "describe",
+    "disconnect-custom-key-store": "keystore disconnect",
     "disable-key": "disable",
     "disable-key-rotation": "rotation disable",
     "enable-key": "enable",
@@ -54,6 +59,7 @@ AWS_COMMANDS: dict[str, str] = {
     "tag-resource": "tag add",
     "untag-resource": "tag remove",
     "update-alias": "alias update",
+    "update-custom-key-store": "keystore update",
     "update-key-description": "update-description",
 }
 
@@ -62,7 +68,7 @@ AWS_COMMANDS: dict[str, str] = {
 OVERVIEW: dict[str, str] = {
     "Keyring": "init unlock lock passwd status check",
     "Keys": "create describe list enable disable update-description schedule-delete cancel-delete "
-    "rotate rotation alias tag maintain",
+    "rotate rotation alias tag maintain keystore",
     "Crypto": "encrypt decrypt re-encrypt sign verify hmac verify-mac random data-key data-key-pair "
     "public-key derive-shared-secret encapsulate decapsulate",
     "Files": "seal unseal inspect exec",
@@ -76,6 +82,7 @@ OVERVIEW: dict[str, str] = {
 # commands that only make sense for the local keyring: refused on the aws backend
 LOCAL_ONLY = frozenset(
     {"init", "unlock", "lock", "passwd", "check", "maintain", "audit", "principal", "backup", "restore", "seed"}
+    | {"keystore"}
     | {"policy reset", "policy simulate"}
 )
 

@@ -21,7 +21,7 @@ from kmsctl.canonical import canonical_json
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
 
 DB_NAME = "keyring.db"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -119,6 +119,18 @@ MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX grants_key ON grants(key_id);
     CREATE INDEX grants_retiring ON grants(retiring) WHERE retiring IS NOT NULL;
+    """,
+    # 6: custom key stores (kmsctl/service/keystores.py): one row a store, its
+    # document MACed like a key's and the token's PIN sealed beside it
+    6: """
+    CREATE TABLE key_stores (
+        store_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        doc BLOB NOT NULL,
+        mac BLOB NOT NULL,
+        nonce BLOB NOT NULL,
+        sealed BLOB NOT NULL
+    );
     """,
 }
 

@@ -78,7 +78,11 @@ KEY_OPS = frozenset(
         "RevokeGrant",
     ]
 )
-ACCOUNT_OPS = frozenset(["CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"])
+ACCOUNT_OPS = frozenset(
+    ["CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"]
+    + [f"{verb}CustomKeyStore" for verb in ("Create", "Connect", "Disconnect", "Update", "Delete")]
+    + ["DescribeCustomKeyStores"]
+)
 # operations that decide for themselves (RetireGrant: the grant says who may; a managed
 # key is made on behalf of a kmsctl feature, whoever uses it)
 SELF_CHECKED = frozenset({"RetireGrant", "CreateManagedKey"})

@@ -190,6 +190,11 @@ class AsymmetricOps(CryptoOps):
             raise E.InvalidKeyUsageException(
                 f"{self.key_arn(key['KeyId'])} is not a symmetric encryption key; data key pairs need one"
             )
+        if key.get("CustomKeyStoreId"):
+            raise E.UnsupportedOperationException(
+                f"{self.key_arn(key['KeyId'])} is in a custom key store, which does not generate data key pairs "
+                "(GenerateDataKeyPair), as AWS has it"
+            )
         if spec == "SM2":
             raise E.UnsupportedOperationException("KeyPairSpec SM2 is offered only in AWS China Regions, not by kmsctl")
         if why := A.unavailable(spec):

@@ -43,6 +43,7 @@ _OPAQUE = frozenset(
         "plaintext", "ciphertextblob", "message", "signature", "mac", "sharedsecret", "privatekeyplaintext",
         "privatekeyciphertextblob", "ciphertextforrecipient", "encryptedkeymaterial", "importtoken", "publickey",
         "passphrase", "sessiontoken", "sharedsecretciphertextblob", "secretaccesskey", "granttoken",
+        "keystorepassword", "pin",
     }
 )  # fmt: skip
 

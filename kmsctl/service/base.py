@@ -286,6 +286,9 @@ class LocalKMSBase(DispatchBase):
         if doc.get("DeletionDate") is not None:
             md["DeletionDate"] = to_datetime(doc["DeletionDate"])
         md["Origin"] = doc["Origin"]
+        if doc.get("CustomKeyStoreId"):
+            md.update(self._store_metadata(doc))
+            md["Enabled"] = md["KeyState"] == "Enabled"
         if doc["Origin"] == "EXTERNAL" and doc.get("ExpirationModel"):
             md["ExpirationModel"] = doc["ExpirationModel"]
             if doc.get("ValidTo") is not None:
@@ -299,6 +302,23 @@ class LocalKMSBase(DispatchBase):
         if doc.get("CurrentKeyMaterialId"):
             md["CurrentKeyMaterialId"] = doc["CurrentKeyMaterialId"]
         return md
+
+    # ----- keys in a custom key store (kmsctl.service.keystores) -----
+    def _store_metadata(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """KeyState (Unavailable while the store is not connected), CustomKeyStoreId, CloudHsmClusterId."""
+        raise NotImplementedError
+
+    def _store_seal(self, key: dict[str, Any], plaintext: bytes, context: dict[str, str] | None) -> tuple[bytes, str]:
+        """A version 3 blob, made by the key's token -> (blob, token key ID)."""
+        raise NotImplementedError
+
+    def _store_unseal(self, key: dict[str, Any], parsed: Any, context: dict[str, str] | None) -> bytes:
+        """A version 3 blob's plaintext, from the key's token."""
+        raise NotImplementedError
+
+    def _new_store_key(self, store_id: Any, key_id: str) -> dict[str, Any]:
+        """The token key of a new KMS key in a custom key store -> the key document's store fields."""
+        raise NotImplementedError
 
     # ----- pagination -----
     @staticmethod

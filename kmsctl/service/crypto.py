@@ -68,6 +68,8 @@ class CryptoOps(LocalKMSBase):
         return key
 
     def _seal(self, key: dict[str, Any], plaintext: bytes, context: dict[str, str] | None) -> tuple[bytes, str]:
+        if key.get("CustomKeyStoreId"):  # the token encrypts (blob version 3)
+            return self._store_seal(key, plaintext, context)
         material_id = key["CurrentKeyMaterialId"]
         secret = self._material_secret(key["KeyId"], material_id)
         if secret is None:
@@ -99,6 +101,15 @@ class CryptoOps(LocalKMSBase):
             )
         self._require_state(key, USABLE)
         self._require_usage(key, "ENCRYPT_DECRYPT", "Decrypt")
+        if parsed.version == blob.STORE_VERSION or key.get("CustomKeyStoreId"):
+            if parsed.version != blob.STORE_VERSION or not key.get("CustomKeyStoreId"):
+                raise E.InvalidCiphertextException("The ciphertext refers to key material this key does not have")
+            try:
+                return key, self._store_unseal(key, parsed, context), parsed.material_id
+            except AuthenticationFailed:
+                raise E.InvalidCiphertextException(
+                    "The ciphertext is invalid: it was altered, or the encryption context does not match"
+                ) from None
         secret = self._material_secret(parsed.key_id, parsed.material_id)
         if secret is None:
             raise E.InvalidCiphertextException("The ciphertext refers to key material this key does not have")

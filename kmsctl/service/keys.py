@@ -57,8 +57,19 @@ class KeyOps(LocalKMSBase):
                 f"KeyUsage {usage} is not compatible with KeySpec {spec}; use one of {', '.join(usages)}"
             )
         origin = check_enum(Origin, "origin", model.ORIGINS)
-        if origin in ("AWS_CLOUDHSM", "EXTERNAL_KEY_STORE") or CustomKeyStoreId or XksKeyId:
-            raise E.UnsupportedOperationException("custom key stores are not available in a local keyring")
+        if origin == "EXTERNAL_KEY_STORE" or XksKeyId:
+            raise E.UnsupportedOperationException("external key stores are not available in a local keyring")
+        if (origin == "AWS_CLOUDHSM") != (CustomKeyStoreId is not None):
+            raise E.ValidationException(
+                "a key in a custom key store needs both CustomKeyStoreId and Origin AWS_CLOUDHSM"
+                if origin == "AWS_CLOUDHSM"
+                else f"CustomKeyStoreId needs Origin AWS_CLOUDHSM, not {origin}"
+            )
+        if CustomKeyStoreId is not None and (spec, usage) != ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"):
+            raise E.UnsupportedOperationException(
+                f"a custom key store holds symmetric encryption keys only (SYMMETRIC_DEFAULT, ENCRYPT_DECRYPT), "
+                f"not {spec} {usage}"
+            )
         if origin == "EXTERNAL":
             from kmsctl.service.imports import IMPORTABLE_SPECS
 
@@ -95,6 +106,8 @@ class KeyOps(LocalKMSBase):
         if Policy is not None:  # else the default key policy, which is never stored
             self._check_key_policy(Policy, doc, BypassPolicyLockoutSafetyCheck)
             doc["Policy"] = Policy
+        if origin == "AWS_CLOUDHSM":  # generated in the token; the keyring keeps its CKA_ID
+            doc.update(self._new_store_key(CustomKeyStoreId, key_id))
         if origin == "AWS_KMS":
             material_id = self._add_material(key_id, keygen.generate(spec))
             if spec == "SYMMETRIC_DEFAULT":

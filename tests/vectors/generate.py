@@ -275,7 +275,7 @@ def invalid_cases_v2() -> list[dict[str, Any]]:
         case("marker only", base[:1], MALFORMED),
         case("wrong marker 0xA8", _set(base, 0, 0xA8), MALFORMED),
         case("wrong marker: the blob's base64 text given as bytes", base64.b64encode(base), MALFORMED),
-        case("unknown version byte 0x03", _set(base, 1, 0x03), MALFORMED),
+        case("unknown version byte 0x04", _set(base, 1, 0x04), MALFORMED),
         case("unknown version byte 0x00", _set(base, 1, 0x00), MALFORMED),
         case("truncated below the minimum size (109 bytes)", long[: blob.OVERHEAD - 1], MALFORMED),
         case("truncated to the 82-byte header", base[: blob.HEADER_SIZE], MALFORMED),
