@@ -159,6 +159,7 @@ NOT_OPERATIONS = {
     "snapshot": "groups operations, each dispatched on its own",
     "internal_reads": "marks the client's own reads, each dispatched on its own",
     "key_metadata": "DescribeKey (dispatched) as a read the client makes for itself",
+    "store_by_name_or_id": "DescribeCustomKeyStores (dispatched) as a read the client makes for itself",
     "act_as": "sets who the following requests are made as (the caller they are decided for)",
     "caller": "the identity requests are made as, as act_as set it",
     "dry_run": "the client's default for DryRun, applied by the dispatch point",

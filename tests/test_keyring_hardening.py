@@ -190,7 +190,7 @@ def test_init_writes_the_audit_head_so_an_emptied_trail_is_caught(keyring_home: 
 
 def test_a_keyring_from_before_the_head_gets_one_at_its_first_record(keyring_home: Path, passfile: Path) -> None:
     sql(keyring_home, "DELETE FROM meta WHERE name IN ('audit_head', 'epoch')")
-    for table in ("principals", "access_keys", "grants"):  # migration 5's
+    for table in ("principals", "access_keys", "grants", "key_stores"):  # migrations 5's and 6's
         sql(keyring_home, f"DROP TABLE {table}")
     sql(keyring_home, "UPDATE meta SET value = '3' WHERE name = 'schema_version'")
     (keyring_home / "keyring.epoch").unlink()

@@ -588,7 +588,7 @@ def test_aws_names_are_hidden_from_help_but_completed(sub: Any) -> None:
     top = sub("--help").stdout.decode()
     assert not any(re.search(rf"^\s+{re.escape(aws)}\b", top, re.M) for aws in AWS_COMMANDS)
     assert complete(sub, "kmsctl desc")[0] == ["describe"]  # one TAB still completes the kmsctl name
-    assert complete(sub, "kmsctl describe-")[0] == ["describe-key"]
+    assert complete(sub, "kmsctl describe-")[0] == ["describe-custom-key-stores", "describe-key"]
     assert complete(sub, "kmsctl gen")[0] == sorted(a for a in AWS_COMMANDS if a.startswith("gen"))
     assert complete(sub, "kmsctl list-")[0] == sorted(a for a in AWS_COMMANDS if a.startswith("list-"))
     assert {"list-aliases", "list-grants", "list-keys"} <= set(complete(sub, "kmsctl list-")[0])

@@ -15,7 +15,7 @@ from kmsctl.service.kem import KemOps
 from kmsctl.service.key_policy import KeyPolicyOps
 from kmsctl.service.keyring_ops import KeyringOps
 from kmsctl.service.keys import KeyOps
-from kmsctl.service.keystores import KeyStoreOps
+from kmsctl.service.keystore_keys import StoreKeyOps
 from kmsctl.service.managed import ManagedKeyOps
 from kmsctl.service.principals import PrincipalOps
 from kmsctl.service.rotation import RotationOps
@@ -24,7 +24,7 @@ from kmsctl.service.tags import AliasTagOps
 
 
 class LocalKMS(
-    KeyStoreOps,
+    StoreKeyOps,
     PrincipalOps,
     KeyPolicyOps,
     GrantOps,
