@@ -245,7 +245,7 @@ class PrincipalOps(AccessBase):
         """(principal ARN, secret) of an access key, verified, for a server checking signatures."""
         from kmsctl.crypto import primitives as P
 
-        rows = self.db.query(
+        rows = self.db.cached(
             "SELECT arn, doc, nonce, sealed FROM access_keys WHERE access_key_id = ?", (access_key_id,)
         )
         if not rows:
