@@ -171,23 +171,38 @@ def verify(
     if found is None:
         raise E.UnrecognizedClientException(_UNRECOGNIZED)
     arn, secret = found
+    digest = P.sha256(body).hex()
     claimed = headers.get("x-amz-content-sha256")
-    if claimed is not None and not P.bytes_eq(claimed.encode(), P.sha256(body).hex().encode()):
+    if claimed is not None and not P.bytes_eq(claimed.encode(), digest.encode()):
         raise E.InvalidSignatureException("The provided 'x-amz-content-sha256' header does not match the body.")
-    expected = _signature(method, url, headers, body, auth, secret, stamp)
+    expected = _signature(method, url, headers, body, auth, secret, stamp, digest)
     if not P.bytes_eq(expected.encode(), auth.signature.encode()):
         raise E.InvalidSignatureException(_MISMATCH)
     return auth.access_key_id, arn
 
 
 def _signature(
-    method: str, url: str, headers: Mapping[str, str], body: bytes, auth: Authorization, secret: str, stamp: str
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    auth: Authorization,
+    secret: str,
+    stamp: str,
+    digest: str | None = None,
 ) -> str:
-    """The signature the client must have sent, by botocore's signer over exactly its signed headers."""
+    """The signature the client must have sent, by botocore's signer over exactly its signed headers.
+    ``digest``: the body's SHA-256 (hex; made here if not given), the canonical request's payload
+    hash. botocore takes it from an ``X-Amz-Content-SHA256`` header (one sent is checked to be it),
+    else hashes the body after preparing the whole request again: given as that header (a signed
+    one only if the client signed it, then with this value), the canonical request is the same."""
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    from kmsctl.crypto import primitives as P
+
+    digest = digest or P.sha256(body).hex()
+    request = AWSRequest(method=method, url=url, data=body, headers={**headers, "x-amz-content-sha256": digest})
     request.context["timestamp"] = stamp
     signer = _signer_class()(Credentials(auth.access_key_id, secret), auth.service, auth.region)
     signer.signed_names = auth.signed_headers
