@@ -13,7 +13,9 @@ directly ``-n`` times per operation with one request signed by SigV4 at the
 start (as bench_server.py replays with wrk). Reported per request: CPU time
 (time.process_time, so the load of other processes on the machine hardly
 matters), wall time, and the SQLite statements the request ran (counted by
-the connection's trace callback). ``--profile OP`` prints a cProfile of that
+the connection's trace callback). ``--instructions`` counts instructions per
+request with valgrind instead (independent of the machine's load; ``-n 100``
+takes about a minute an operation). ``--profile OP`` prints a cProfile of that
 operation (top functions by cumulative time; SORT=tottime TOP=60 in the
 environment change that).
 
@@ -173,13 +175,39 @@ def profile(app: Any, op: str, ak: dict[str, str], keys: dict[str, str], n: int)
     stats.sort_stats(os.environ.get("SORT", "cumulative")).print_stats(int(os.environ.get("TOP", "45")))
 
 
+def instructions(op: str, n: int) -> float:
+    """Instructions one request of ``op`` costs: this script run twice under callgrind, with n
+    and 3n requests (the same set-up and warm-up), the difference divided by 2n."""
+    import re
+    import subprocess
+
+    counts = []
+    for requests in (n, 3 * n):
+        cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
+        out = subprocess.run([*cmd, "-n", str(requests), "--ops", op], capture_output=True, text=True, check=True)
+        found = re.search(r"Collected : (\d+)", out.stderr)
+        if found is None:
+            raise SystemExit(f"no instruction count from valgrind: {out.stderr[-500:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (2 * n)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000, help="requests per operation (default 2000)")
     parser.add_argument("--ops", default=",".join(OPS), help=f"operations (default {','.join(OPS)})")
     parser.add_argument("--profile", metavar="OP", help="print a cProfile of OP instead")
     parser.add_argument("--json", action="store_true", help="one JSON line per operation")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instructions per request instead, counted by valgrind (load-independent; slow: keep -n small)",
+    )
     args = parser.parse_args()
+    if args.instructions:
+        for op in args.ops.split(","):
+            print(f"{op:16} {instructions(op, args.n):10.0f} instructions/request (valgrind callgrind)")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         app, ak, keys = setup(os.path.join(tmp, "home"))
         if args.profile:

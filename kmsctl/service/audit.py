@@ -109,14 +109,20 @@ def _elements(data: dict[str, Any] | None, *, unknown_opaque: bool = False) -> d
     return out
 
 
-def _identity() -> dict[str, Any]:
-    uid = os.getuid()
+@functools.lru_cache(maxsize=8)
+def _user_name(uid: int) -> str:
+    """The name of a user ID (looked up once a process: it reads /etc/passwd)."""
     try:
         import pwd
 
-        user = pwd.getpwuid(uid).pw_name
+        return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
-        user = str(uid)
+        return str(uid)
+
+
+def _identity() -> dict[str, Any]:
+    uid = os.getuid()
+    user = _user_name(uid)
     return {
         "type": "LocalUser",
         "principalId": str(uid),
