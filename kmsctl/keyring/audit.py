@@ -119,6 +119,7 @@ class AuditTrail:
     def __init__(self, db: Database, key: bytes | None) -> None:
         self.db = db
         self.key = key  # None while the keyring is locked: records wait in audit_pending
+        self._known_head: tuple[bytes, tuple[int, bytes]] | None = None  # a head's bytes, verified (or written) here
 
     # ----- writing -----
     def _record_mac(self, seq: int, prev: bytes, record: bytes) -> bytes:
@@ -144,7 +145,9 @@ class AuditTrail:
             f"INSERT INTO audit({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, when, event["eventName"], key_id_of(event), event.get("errorCode"), record, prev, mac),
         )
-        self.db.set_meta("audit_head", _pointer(self.key, _HEAD, seq, mac))
+        head = _pointer(self.key, _HEAD, seq, mac)
+        self.db.set_meta("audit_head", head)
+        self._known_head = (head, (seq, mac))
         if legacy:
             self.db.execute("DELETE FROM meta WHERE name = 'audit_legacy'")  # it has a head now
 
@@ -181,7 +184,9 @@ class AuditTrail:
         raw = rows.get("audit_head")
         if raw is not None:  # as Database.meta reads it
             raw = raw.encode() if isinstance(raw, str) else as_blob(raw, f"{self.db.path}: keyring meta audit_head")
-            return (*read_pointer(raw, self.key, "head"), legacy)
+            if self._known_head is None or self._known_head[0] != raw:  # the same bytes verify the same
+                self._known_head = (raw, read_pointer(raw, self.key, "head"))
+            return (*self._known_head[1], legacy)
         if not legacy:
             raise IntegrityError(f"audit trail: {_NO_HEAD}")
         return (*self._anchor(), legacy)

@@ -118,6 +118,7 @@ class DispatchBase:
         self._deferred: list[tuple[dict[str, Any], float]] = []
         self._internal = 0  # depth of internal_reads()
         self._due_after: tuple[tuple[int, int], float] | None = None  # see LocalKMSBase._next_due
+        self._opened_access_keys: dict[tuple[Any, ...], tuple[str, str]] = {}  # see PrincipalOps
 
     # ----- several operations at once (the CLI's create --alias, list) -----
     @contextmanager
