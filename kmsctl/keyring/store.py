@@ -217,7 +217,7 @@ class Database:
         self._writing = False
         # called after each outermost write transaction commits (keyring.epoch)
         self.after_commit: Callable[[], None] | None = None
-        # rows of cached() queries, valid while _token() is unchanged: SQLite's
+        # rows of cached() queries, valid while state_token() is unchanged: SQLite's
         # data_version (moves when another connection commits, another process's
         # included) and _generation (this connection's own commits that may change
         # rows, i.e. all but the audit-only ones: see write(state=False))
