@@ -19,6 +19,7 @@ from typing import Any
 
 from kmsctl.canonical import canonical_json
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
+from kmsctl.keyring.conn_state import ConnectionState
 
 DB_NAME = "keyring.db"
 SCHEMA_VERSION = 5
@@ -205,7 +206,7 @@ def create_database(path: str, header: bytes, header_mac: bytes, extra_meta: dic
                 os.unlink(tmp + suffix)
 
 
-class Database:
+class Database(ConnectionState):
     """Rows in and out; no cryptography beyond what the caller's ``Sealer`` does."""
 
     def __init__(self, path: str, read_only: bool = False) -> None:
@@ -217,15 +218,7 @@ class Database:
         self._writing = False
         # called after each outermost write transaction commits (keyring.epoch)
         self.after_commit: Callable[[], None] | None = None
-        # rows of cached() queries, valid while state_token() is unchanged: SQLite's
-        # data_version (moves when another connection commits, another process's
-        # included) and _generation (this connection's own commits that may change
-        # rows, i.e. all but the audit-only ones: see write(state=False))
-        self._rows: dict[tuple[str, tuple[Any, ...]], list[tuple[Any, ...]]] = {}
-        self._rows_token: tuple[int, int] | None = None
-        self._generation = 0
-        self._checked = False  # the token is checked in the read snapshot in progress
-        self._relaxed = False  # synchronous=NORMAL is set (relaxed_durability), FULL not yet restored
+        self._init_state()  # ConnectionState: cached(), relaxed_durability()
 
     # ----- transactions -----
     @property
@@ -235,30 +228,6 @@ class Database:
     @property
     def in_write_transaction(self) -> bool:
         return self._depth > 0 and self._writing
-
-    @contextmanager
-    def relaxed_durability(self) -> Iterator[None]:
-        """synchronous=NORMAL for what follows (WAL: no fsync at commit, still
-        atomic); for records whose loss in a power cut costs no key. FULL is
-        restored before this connection's next write outside such a block
-        (``_durable``), not at once: a server appending one read's record after
-        another switches once, not twice a request."""
-        if not self._relaxed:
-            self._exec("PRAGMA synchronous=NORMAL")
-            self._relaxed = True
-        self._relaxing = True
-        try:
-            yield
-        finally:
-            self._relaxing = False
-
-    _relaxing = False  # inside relaxed_durability()
-
-    def _durable(self) -> None:
-        """synchronous=FULL again before a write that is not relaxed."""
-        if self._relaxed and not self._relaxing:
-            self._exec("PRAGMA synchronous=FULL")
-            self._relaxed = False
 
     @contextmanager
     def write(self, state: bool = True) -> Iterator[None]:
@@ -339,39 +308,6 @@ class Database:
             return self._exec(sql, args).fetchall()
         except _DB_ERRORS as exc:
             raise IntegrityError(f"{self.path}: {exc}") from exc
-
-    def state_token(self) -> tuple[int, int]:
-        """What changes whenever a commit may have changed rows: SQLite's data_version
-        (another connection's commits) and this connection's own write count. Equal
-        tokens: nothing committed in between. Taken outside a transaction, it is
-        the newest committed state's."""
-        return int(self._exec("PRAGMA data_version").fetchone()[0]), self._generation
-
-    def cached(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """``query`` for a read snapshot, its rows kept by this connection for
-        the next snapshots while nothing has committed since: the first cached
-        read of a snapshot asks SQLite's ``PRAGMA data_version`` (which also
-        begins the snapshot, so the rows it vouches for are the ones it reads),
-        and a change committed by any other connection, or a change by this one
-        (``write``), drops every kept row. Outside a read snapshot (a write
-        transaction's own changes, autocommit) it is ``query``. The rows are
-        shared: callers must not change them (they are tuples)."""
-        if not self._depth or self._writing:
-            return self.query(sql, args)
-        if not self._checked:
-            token = self.state_token()
-            if token != self._rows_token:
-                self._rows.clear()
-                self._rows_token = token
-            self._checked = True
-        key = (sql, args)
-        rows = self._rows.get(key)
-        if rows is None:
-            rows = self.query(sql, args)
-            if len(self._rows) >= 4096:
-                self._rows.clear()
-            self._rows[key] = rows
-        return rows
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         if not self._depth:  # a change in autocommit: durable, and cached rows may be stale
