@@ -10,4 +10,9 @@ from typing import Any
 
 
 def canonical_json(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _encode(obj).encode("utf-8")
+
+
+# json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False) without making
+# its encoder anew for every call (a served request encodes several documents)
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode

@@ -844,3 +844,17 @@ def test_stored_records_are_canonical_and_chained_as_docs_say(kms: LocalKMS, key
     tag = hmac.new(k, b"kmsctl audit anchor v1\x00" + body, hashlib.sha256).digest()
     assert (anchor["seq"], base64.b64decode(anchor["mac"]), base64.b64decode(anchor["tag"])) == (2, prev, tag)
     assert sql(keyring_home, "SELECT seq, prev FROM audit") == [(3, prev)]  # AuditPrune follows the anchor
+
+
+def test_pack_is_the_documented_deflate_whatever_came_before() -> None:
+    """pack copies one compressor primed with the dictionary: each record's bytes are those a new
+    compressor (level 9, raw DEFLATE, 8 KiB window, DICTIONARY_V1) makes, records packed before
+    it make no difference, and the bytes inflate to the record."""
+    records = [
+        json.dumps({"eventName": name, "n": i, "pad": "x" * (i * 37)}, sort_keys=True).encode()
+        for i, name in enumerate(["Encrypt", "Decrypt", "CreateKey", "Encrypt"] * 3)
+    ]
+    for record in records:
+        fresh = zlib.compressobj(9, zlib.DEFLATED, -13, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY_V1)
+        assert pack(record) == b"\x01" + fresh.compress(record) + fresh.flush()
+        assert unpack(pack(record)) == record

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from helpers import Out, checkpoint, run_cli, sql
 
+from kmsctl import errors as E
 from kmsctl.crypto import blob
 from kmsctl.errors import AccessDeniedException, IntegrityError
 from kmsctl.keyring import keyring as kr
@@ -911,3 +912,29 @@ def test_unprotected_keyring_follows_format_md(tmp_path: Path) -> None:
     aad = b"kmsctl master key v1\x00" + header["keyring_id"].encode() + b"\x01" + b"{}"
     with pytest.raises(InvalidTag):
         AESGCM(bytes(32)).decrypt(base64.b64decode(wrap["nonce"]), base64.b64decode(wrap["wrapped"]), aad)
+
+
+def test_cached_rows_are_dropped_by_any_commit_but_an_audit_record(kms: LocalKMS, keyring_home: Path) -> None:
+    """Database.cached: a client keeps the rows it read while nothing commits. Another
+    connection's commit (another process, here another Keyring) and this client's own
+    change are seen by the next operation; its own audit records keep the rows."""
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.encrypt(KeyId=key, Plaintext=b"x")
+    statements: list[str] = []
+    kms.db.conn.set_trace_callback(statements.append)
+    kms.encrypt(KeyId=key, Plaintext=b"x")  # after one Encrypt and its record: the key's rows are kept
+    assert not [s for s in statements if s.startswith("SELECT") and "FROM keys WHERE key_id" in s]
+    other = Keyring(str(keyring_home))
+    other.unlock_with_passphrase(PASSPHRASE.encode())
+    try:
+        LocalKMS(other).disable_key(KeyId=key)
+    finally:
+        other.close()
+    with pytest.raises(E.DisabledException):
+        kms.encrypt(KeyId=key, Plaintext=b"x")
+    kms.enable_key(KeyId=key)  # this client's own change
+    assert kms.encrypt(KeyId=key, Plaintext=b"x")["KeyId"].endswith(key)
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    with pytest.raises(E.KMSInvalidStateException):
+        kms.encrypt(KeyId=key, Plaintext=b"x")
+    kms.db.conn.set_trace_callback(None)

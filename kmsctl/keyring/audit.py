@@ -119,6 +119,7 @@ class AuditTrail:
     def __init__(self, db: Database, key: bytes | None) -> None:
         self.db = db
         self.key = key  # None while the keyring is locked: records wait in audit_pending
+        self._known_head: tuple[bytes, tuple[int, bytes]] | None = None  # a head's bytes, verified (or written) here
 
     # ----- writing -----
     def _record_mac(self, seq: int, prev: bytes, record: bytes) -> bytes:
@@ -135,7 +136,7 @@ class AuditTrail:
 
     def _chain(self, event: dict[str, Any], when: float) -> None:
         assert self.key is not None
-        seq, prev = self._head()
+        seq, prev, legacy = self._head()
         seq += 1
         # the eventTime in the record and the event_time column say the same (verify checks it)
         record = pack(dumps({**event, "eventTime": event_time_text(when)}))  # the MAC covers the stored bytes
@@ -144,8 +145,11 @@ class AuditTrail:
             f"INSERT INTO audit({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, when, event["eventName"], key_id_of(event), event.get("errorCode"), record, prev, mac),
         )
-        self.db.set_meta("audit_head", _pointer(self.key, _HEAD, seq, mac))
-        self.db.execute("DELETE FROM meta WHERE name = 'audit_legacy'")  # it has a head now
+        head = _pointer(self.key, _HEAD, seq, mac)
+        self.db.set_meta("audit_head", head)
+        self._known_head = (head, (seq, mac))
+        if legacy:
+            self.db.execute("DELETE FROM meta WHERE name = 'audit_legacy'")  # it has a head now
 
     def adopt_pending(self) -> None:
         """Chain the records that waited for an unlock (caller holds a write transaction)."""
@@ -171,13 +175,21 @@ class AuditTrail:
         """A keyring made before init wrote the head, that has none yet."""
         return self.db.meta("audit_legacy") is not None
 
-    def _head(self) -> tuple[int, bytes]:
-        head = self._read_pointer("audit_head", _HEAD)
-        if head is not None:
-            return head
-        if not self._legacy():
+    def _head(self) -> tuple[int, bytes, bool]:
+        """(seq, MAC) the next record chains to, and whether the keyring is marked
+        ``audit_legacy`` (read with the head: one statement a record)."""
+        assert self.key is not None
+        rows = dict(self.db.query("SELECT name, value FROM meta WHERE name IN ('audit_head', 'audit_legacy')"))
+        legacy = "audit_legacy" in rows
+        raw = rows.get("audit_head")
+        if raw is not None:  # as Database.meta reads it
+            raw = raw.encode() if isinstance(raw, str) else as_blob(raw, f"{self.db.path}: keyring meta audit_head")
+            if self._known_head is None or self._known_head[0] != raw:  # the same bytes verify the same
+                self._known_head = (raw, read_pointer(raw, self.key, "head"))
+            return (*self._known_head[1], legacy)
+        if not legacy:
             raise IntegrityError(f"audit trail: {_NO_HEAD}")
-        return self._anchor()
+        return (*self._anchor(), legacy)
 
     def _anchor(self) -> tuple[int, bytes]:
         return self._read_pointer("audit_anchor", _ANCHOR) or (0, GENESIS)

@@ -253,6 +253,7 @@ class Keyring:
             raise IntegrityError(f"{self.path}: the keyring header fails its integrity check") from None
         self._check_epoch_head(mk)
         self._mk = mk
+        self._derived: dict[bytes, bytes] = {}  # derive()'s keys, made once per master key
         self._mac = mac_key
         self._wrap = P.hkdf_expand(mk, b"kmsctl v1 material wrap")
 
@@ -288,8 +289,13 @@ class Keyring:
         return other
 
     def derive(self, label: bytes) -> bytes:
-        """A key for another purpose (the audit trail), independent of the others."""
-        return _derive(self._master(), label)
+        """A key for another purpose (the audit trail), independent of the others;
+        derived once per unlock (a server asks for the access key wrap every request)."""
+        mk = self._master()
+        key = self._derived.get(label)
+        if key is None:
+            key = self._derived[label] = _derive(mk, label)
+        return key
 
     def _master(self) -> bytes:
         if self._mk is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from kmsctl.canonical import canonical_json
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
+from kmsctl.keyring.conn_state import ConnectionState
 
 DB_NAME = "keyring.db"
 SCHEMA_VERSION = 6
@@ -217,7 +218,7 @@ def create_database(path: str, header: bytes, header_mac: bytes, extra_meta: dic
                 os.unlink(tmp + suffix)
 
 
-class Database:
+class Database(ConnectionState):
     """Rows in and out; no cryptography beyond what the caller's ``Sealer`` does."""
 
     def __init__(self, path: str, read_only: bool = False) -> None:
@@ -229,6 +230,7 @@ class Database:
         self._writing = False
         # called after each outermost write transaction commits (keyring.epoch)
         self.after_commit: Callable[[], None] | None = None
+        self._init_state()  # ConnectionState: cached(), relaxed_durability()
 
     # ----- transactions -----
     @property
@@ -240,19 +242,10 @@ class Database:
         return self._depth > 0 and self._writing
 
     @contextmanager
-    def relaxed_durability(self) -> Iterator[None]:
-        """synchronous=NORMAL for what follows (WAL: no fsync at commit, still
-        atomic); for records whose loss in a power cut costs no key."""
-        self._exec("PRAGMA synchronous=NORMAL")
-        try:
-            yield
-        finally:
-            with suppress(*_DB_ERRORS):
-                self.conn.execute("PRAGMA synchronous=FULL")
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE: one writer at a time, others wait (busy timeout)."""
+    def write(self, state: bool = True) -> Iterator[None]:
+        """BEGIN IMMEDIATE: one writer at a time, others wait (busy timeout).
+        ``state`` False: the transaction writes the audit trail only (its
+        tables and meta rows), so the rows ``cached`` keeps stay valid."""
         if self._depth and not self._writing:
             # upgrading a read snapshot fails at once (SQLITE_BUSY_SNAPSHOT)
             # whenever another process has committed since it began
@@ -268,8 +261,11 @@ class Database:
             raise AccessDeniedException(
                 "read-only mode: this command would write the keyring", hint="run it without --read-only"
             )
+        self._durable()
         self._exec("BEGIN IMMEDIATE")
         self._depth, self._writing = 1, True
+        if state:
+            self._generation += 1  # before anything is written: rolled back or not, cached rows are dropped
         try:
             yield
         except BaseException:
@@ -296,7 +292,7 @@ class Database:
             yield
             return
         self._exec("BEGIN")
-        self._depth, self._writing = 1, False
+        self._depth, self._writing, self._checked = 1, False, False
         try:
             yield
         except BaseException:
@@ -326,6 +322,9 @@ class Database:
             raise IntegrityError(f"{self.path}: {exc}") from exc
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        if not self._depth:  # a change in autocommit: durable, and cached rows may be stale
+            self._durable()
+            self._generation += 1
         return self._exec(sql, args).rowcount
 
     def vacuum(self) -> int:

@@ -95,29 +95,49 @@ class ServerApp:
             "request_id": request_id,
             "local": False,
         }
+        if path != "/" or method != "POST":
+            status = 404 if path != "/" else 405
+            _, code, body = protocol.error_body(
+                E.UnknownOperationException(f"{method[:16]} {path[:128]}: KMS takes POST / only")
+            )
+            return status, body, [("x-amzn-ErrorType", code)]
+        # the body read and parsed before the lock: a slow client holds no other request up.
+        # Its errors are reported in the order they always were: size, signature, operation, JSON
+        body = b""
+        unread: E.KMSError | None = None
+        try:
+            body = _read_body(environ)
+        except E.KMSError as exc:
+            unread = exc
+        kwargs: dict[str, Any] = {}
+        unparsed: E.KMSError | None = None
+        if unread is None and operation is not None and operation in self.operations:
+            try:
+                kwargs = protocol.request_members(operation, protocol.parse_body(body))
+            except E.KMSError as exc:
+                unparsed = exc
         with self._lock:
             kms = self.open()
             try:
-                if path != "/" or method != "POST":
-                    status = 404 if path != "/" else 405
-                    _, code, body = protocol.error_body(
-                        E.UnknownOperationException(f"{method[:16]} {path[:128]}: KMS takes POST / only")
-                    )
-                    return status, body, [("x-amzn-ErrorType", code)]
-                body = _read_body(environ)
-                principal = self._authenticate(kms, environ, headers, body, transport)
+                if unread is not None:
+                    raise unread
+                with kms.db.read():  # one snapshot: the access key, and the principal it belongs to
+                    principal = self._authenticate(kms, environ, headers, body, transport)
+                    kms.act_as(principal, **transport)
+                    with suppress(E.KMSError):  # a principal not found is the operation's error, recorded by it
+                        _ = kms.caller
                 if operation is None or operation not in self.operations:
                     raise E.UnknownOperationException(
                         f"The operation {str(headers.get('x-amz-target'))[:128]!r} is not known to this server"
                     )
-                kwargs = protocol.request_members(operation, protocol.parse_body(body))
+                if unparsed is not None:
+                    raise unparsed
             except E.KMSError as exc:  # refused before any operation: recorded here, without the body
                 kms.act_as(None, **{"authenticated": False, **transport})
                 _ = kms.caller
                 kms.record_failed_try(exc, operation or "UnknownOperation")
                 return _error(exc)
             try:
-                kms.act_as(principal, **transport)
                 response = getattr(kms, self.operations[operation])(**kwargs)
             except E.KMSError as exc:  # the operation's own error, recorded by the dispatch point
                 return _error(exc)

@@ -171,23 +171,38 @@ def verify(
     if found is None:
         raise E.UnrecognizedClientException(_UNRECOGNIZED)
     arn, secret = found
+    digest = P.sha256(body).hex()
     claimed = headers.get("x-amz-content-sha256")
-    if claimed is not None and not P.bytes_eq(claimed.encode(), P.sha256(body).hex().encode()):
+    if claimed is not None and not P.bytes_eq(claimed.encode(), digest.encode()):
         raise E.InvalidSignatureException("The provided 'x-amz-content-sha256' header does not match the body.")
-    expected = _signature(method, url, headers, body, auth, secret, stamp)
+    expected = _signature(method, url, headers, body, auth, secret, stamp, digest)
     if not P.bytes_eq(expected.encode(), auth.signature.encode()):
         raise E.InvalidSignatureException(_MISMATCH)
     return auth.access_key_id, arn
 
 
 def _signature(
-    method: str, url: str, headers: Mapping[str, str], body: bytes, auth: Authorization, secret: str, stamp: str
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    auth: Authorization,
+    secret: str,
+    stamp: str,
+    digest: str | None = None,
 ) -> str:
-    """The signature the client must have sent, by botocore's signer over exactly its signed headers."""
+    """The signature the client must have sent, by botocore's signer over exactly its signed headers.
+    ``digest``: the body's SHA-256 (hex; made here if not given), the canonical request's payload
+    hash. botocore takes it from an ``X-Amz-Content-SHA256`` header (one sent is checked to be it),
+    else hashes the body after preparing the whole request again: given as that header (a signed
+    one only if the client signed it, then with this value), the canonical request is the same."""
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    request = AWSRequest(method=method, url=url, data=body, headers=dict(headers))
+    from kmsctl.crypto import primitives as P
+
+    digest = digest or P.sha256(body).hex()
+    request = AWSRequest(method=method, url=url, data=body, headers={**headers, "x-amz-content-sha256": digest})
     request.context["timestamp"] = stamp
     signer = _signer_class()(Credentials(auth.access_key_id, secret), auth.service, auth.region)
     signer.signed_names = auth.signed_headers
@@ -210,4 +225,23 @@ def _signer_class() -> Any:
                 out[name] = request.headers[name]
             return out
 
+        def signature(self, string_to_sign: str, request: Any) -> str:
+            # SigV4Auth.signature, with the signing key kept (_signing_key)
+            day = request.context["timestamp"][0:8]
+            key = _signing_key(self.credentials.secret_key, day, self._region_name, self._service_name)
+            return str(self._sign(key, string_to_sign, hex=True))
+
     return ExactSigV4
+
+
+@functools.lru_cache(maxsize=64)
+def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's signing key, HMAC-SHA256 chained over the day, region, service and
+    ``aws4_request`` from ``AWS4`` + secret: four HMACs, made once per access key
+    and day rather than for every request (a server sees the same few)."""
+    from kmsctl.crypto import primitives as P
+
+    key = P.hmac_sha256(f"AWS4{secret}".encode(), day.encode())
+    for part in (region, service, "aws4_request"):
+        key = P.hmac_sha256(key, part.encode())
+    return key

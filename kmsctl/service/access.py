@@ -227,7 +227,7 @@ class AccessBase(LocalKMSBase):
         if kind == "alias":
             if not aliases:
                 return None
-            rows = self.db.query("SELECT key_id, doc, mac FROM aliases WHERE name = ?", (value,))
+            rows = self.db.cached("SELECT key_id, doc, mac FROM aliases WHERE name = ?", (value,))
             if not rows:
                 return None
             alias = self._shared_doc(ALIAS_KIND, rows[0][1], rows[0][2], f"alias {value}")
@@ -236,7 +236,7 @@ class AccessBase(LocalKMSBase):
             value = rows[0][0]
         if not _UUID_RE.fullmatch(value):
             return None
-        rows = self.db.query(f"SELECT {KEY_ROW} FROM keys WHERE key_id = ?", (value,))
+        rows = self.db.cached(f"SELECT {KEY_ROW} FROM keys WHERE key_id = ?", (value,))
         if not rows:
             return None
         state, spec, deletion, next_rotation, doc, mac = rows[0]
@@ -246,7 +246,7 @@ class AccessBase(LocalKMSBase):
         return out
 
     def _principal(self, arn: str, shared: bool = False) -> dict[str, Any] | None:
-        rows = self.db.query("SELECT doc, mac FROM principals WHERE arn = ?", (arn,))
+        rows = self.db.cached("SELECT doc, mac FROM principals WHERE arn = ?", (arn,))
         if not rows:
             return None
         what = f"principal {arn}"
@@ -266,7 +266,7 @@ class AccessBase(LocalKMSBase):
         )
 
     def _grant_docs(self, key_id: str) -> Iterator[dict[str, Any]]:
-        rows = self.db.query(
+        rows = self.db.cached(
             "SELECT grant_id, retiring, doc, mac FROM grants WHERE key_id = ? ORDER BY rowid", (key_id,)
         )
         for grant_id, retiring, doc, mac in rows:
@@ -427,7 +427,7 @@ class AccessBase(LocalKMSBase):
         return decision
 
     def _aliases_of(self, key_id: str) -> list[str]:
-        rows = self.db.query("SELECT name, doc, mac FROM aliases WHERE key_id = ? ORDER BY name", (key_id,))
+        rows = self.db.cached("SELECT name, doc, mac FROM aliases WHERE key_id = ? ORDER BY name", (key_id,))
         names = []
         for name, doc, mac in rows:  # verified, never a forged row
             alias = self._shared_doc(ALIAS_KIND, doc, mac, f"alias {name}")

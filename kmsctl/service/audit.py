@@ -111,20 +111,34 @@ def _elements(data: dict[str, Any] | None, *, unknown_opaque: bool = False) -> d
 
 
 def _identity() -> dict[str, Any]:
-    uid = os.getuid()
-    try:
-        import pwd
+    """The local user's identity for a record: looked up once a process (three system
+    calls and /etc/passwd otherwise, for every record), again in a forked child."""
+    global _LOCAL
+    if _LOCAL is None:
+        uid = os.getuid()
+        try:
+            import pwd
 
-        user = pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
-        user = str(uid)
-    return {
-        "type": "LocalUser",
-        "principalId": str(uid),
-        "userName": user,
-        "hostName": os.uname().nodename,
-        "processId": os.getpid(),
-    }
+            user = pwd.getpwuid(uid).pw_name
+        except (ImportError, KeyError):
+            user = str(uid)
+        _LOCAL = {
+            "type": "LocalUser",
+            "principalId": str(uid),
+            "userName": user,
+            "hostName": os.uname().nodename,
+            "processId": os.getpid(),
+        }
+    return dict(_LOCAL)  # the record's own: served_identity changes it
+
+
+def _forget_local() -> None:
+    global _LOCAL
+    _LOCAL = None
+
+
+_LOCAL: dict[str, Any] | None = None
+os.register_at_fork(after_in_child=_forget_local)  # the child's processId (kmsctl serve's workers)
 
 
 def build_event(

@@ -117,6 +117,8 @@ class DispatchBase:
         self._trail: AuditTrail | None = None
         self._deferred: list[tuple[dict[str, Any], float]] = []
         self._internal = 0  # depth of internal_reads()
+        self._due_after: tuple[tuple[int, int], float] | None = None  # see LocalKMSBase._next_due
+        self._opened_access_keys: dict[tuple[Any, ...], tuple[str, str]] = {}  # see PrincipalOps
 
     # ----- several operations at once (the CLI's create --alias, list) -----
     @contextmanager
@@ -290,7 +292,8 @@ class DispatchBase:
             return
         # a read-only operation's record alone: no fsync wait (WAL, synchronous
         # NORMAL); a crash may lose the newest records, never corrupt the chain
-        with self.db.relaxed_durability(), self.db.write():
+        # the audit trail alone (state=False): the rows a server keeps (Database.cached) stay valid
+        with self.db.relaxed_durability(), self.db.write(state=False):
             trail.append(event, when)
 
     def _flush_deferred(self, strict: bool = False) -> None:

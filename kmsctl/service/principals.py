@@ -243,9 +243,7 @@ class PrincipalOps(AccessBase):
 
     def _access_key_secret(self, access_key_id: str) -> tuple[str, str] | None:
         """(principal ARN, secret) of an access key, verified, for a server checking signatures."""
-        from kmsctl.crypto import primitives as P
-
-        rows = self.db.query(
+        rows = self.db.cached(
             "SELECT arn, doc, nonce, sealed FROM access_keys WHERE access_key_id = ?", (access_key_id,)
         )
         if not rows:
@@ -253,10 +251,25 @@ class PrincipalOps(AccessBase):
         arn, doc, nonce, sealed = rows[0]
         what = f"access key {access_key_id}"
         raw = as_blob(doc, what)
+        # opened once per exact row (this client's, like the rows Database.cached keeps): a
+        # server checks one signature after another with the same few access keys
+        row = (access_key_id, arn, raw, as_blob(nonce, what), as_blob(sealed, what))
+        opened = self._opened_access_keys.get(row)
+        if opened is None:
+            opened = self._open_access_key(*row)
+            if len(self._opened_access_keys) >= 256:
+                self._opened_access_keys.clear()
+            self._opened_access_keys[row] = opened
+        return opened
+
+    def _open_access_key(
+        self, access_key_id: str, arn: Any, raw: bytes, nonce: bytes, sealed: bytes
+    ) -> tuple[str, str]:
+        from kmsctl.crypto import primitives as P
+
+        what = f"access key {access_key_id}"
         try:
-            secret = P.gcm_open(
-                self._access_key_wrap(), as_blob(nonce, what), as_blob(sealed, what), _AAD_ACCESS_KEY + raw
-            )
+            secret = P.gcm_open(self._access_key_wrap(), nonce, sealed, _AAD_ACCESS_KEY + raw)
         except P.AuthenticationFailed:
             raise E.IntegrityError(f"{self.keyring.path}: {what} fails its integrity check") from None
         import json
