@@ -142,7 +142,7 @@ def keystore_connect(app: App, ref: str) -> None:
     (exit 4): 'kmsctl keystore disconnect', fix it ('keystore update --pin-file'), connect again.
     """
     from kmsctl.errors import CustomKeyStoreInvalidStateException
-    from kmsctl.service.keystores import ERROR_MEANINGS
+    from kmsctl.service.keystore_rules import ERROR_MEANINGS
 
     kms = app.kms()
     sid = store_id(app, ref)

@@ -29,6 +29,7 @@ from kmsctl.policy import Decision, Grant, Policy, Request, default_key_policy, 
 from kmsctl.policy import parse_policy as _parse
 from kmsctl.service.audit import served_identity
 from kmsctl.service.base import _UUID_RE, KEY_ROW, LocalKMSBase, _columns
+from kmsctl.service.keystore_rules import STORE_OPS
 
 PRINCIPAL_KIND = b"kmsctl principal v1\x00"
 GRANT_KIND = b"kmsctl grant v1\x00"
@@ -78,11 +79,7 @@ KEY_OPS = frozenset(
         "RevokeGrant",
     ]
 )
-ACCOUNT_OPS = frozenset(
-    ["CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"]
-    + [f"{verb}CustomKeyStore" for verb in ("Create", "Connect", "Disconnect", "Update", "Delete")]
-    + ["DescribeCustomKeyStores"]
-)
+ACCOUNT_OPS = frozenset(["CreateKey", "ListKeys", "ListAliases", "GenerateRandom", "ListRetirableGrants"]) | STORE_OPS
 # operations that decide for themselves (RetireGrant: the grant says who may; a managed
 # key is made on behalf of a kmsctl feature, whoever uses it)
 SELF_CHECKED = frozenset({"RetireGrant", "CreateManagedKey"})

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from kmsctl import errors as E
 from kmsctl.crypto import blob
 from kmsctl.crypto import primitives as P
-from kmsctl.service.keystores import KeyStoreOps, _token_error
+from kmsctl.service.keystore_rules import is_token_error
+from kmsctl.service.keystores import KeyStoreOps
 
 if TYPE_CHECKING:
     from kmsctl.hsm.token import Token
@@ -32,7 +33,7 @@ class StoreKeyOps(KeyStoreOps):
         try:
             token.generate_aes_key(f"kmsctl {key_id}", bytes.fromhex(token_key_id))
         except Exception as exc:
-            if _token_error(exc):
+            if is_token_error(exc):
                 raise E.KMSInvalidStateException(
                     f"custom key store {doc['CustomKeyStoreId']}: {exc}", hint=getattr(exc, "hint", None)
                 ) from None
@@ -50,7 +51,7 @@ class StoreKeyOps(KeyStoreOps):
         try:
             return self._open_store_token(store)
         except Exception as exc:
-            if _token_error(exc) and getattr(exc, "exit_code", 0) != 2:
+            if is_token_error(exc) and getattr(exc, "exit_code", 0) != 2:
                 raise E.KMSInvalidStateException(
                     f"{arn} is unavailable: custom key store {store['CustomKeyStoreId']}: {exc}"
                 ) from None
@@ -79,7 +80,7 @@ class StoreKeyOps(KeyStoreOps):
                 encrypt, key["KeyId"], key["TokenKeyId"], store["CustomKeyStoreId"], plaintext, context
             )
         except Exception as exc:
-            if _token_error(exc):
+            if is_token_error(exc):
                 raise E.KMSInvalidStateException(f"{self.key_arn(key['KeyId'])} is unavailable: {exc}") from None
             raise
         return sealed, key["TokenKeyId"]
@@ -102,7 +103,7 @@ class StoreKeyOps(KeyStoreOps):
         except P.AuthenticationFailed:
             raise
         except Exception as exc:
-            if _token_error(exc):
+            if is_token_error(exc):
                 raise E.KMSInvalidStateException(f"{self.key_arn(key['KeyId'])} is unavailable: {exc}") from None
             raise
 
@@ -130,7 +131,7 @@ class StoreKeyOps(KeyStoreOps):
                 try:
                     self._open_store_token(store).destroy_key(bytes.fromhex(doc["TokenKeyId"]))
                 except Exception as exc:
-                    if not _token_error(exc):
+                    if not is_token_error(exc):
                         raise
         super()._destroy_key(key_id)
 
@@ -140,4 +141,3 @@ class StoreKeyOps(KeyStoreOps):
         store_id, self._audit_store = self._audit_store, None
         if store_id:
             event["additionalEventData"] = {"customKeyStoreId": store_id}
-

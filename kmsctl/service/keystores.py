@@ -26,6 +26,15 @@ from kmsctl import model
 from kmsctl.crypto import primitives as P
 from kmsctl.keyring.store import as_blob, dumps
 from kmsctl.service.base import LocalKMSBase, check_enum, operation, to_datetime
+from kmsctl.service.keystore_rules import (
+    CONNECTION_ERRORS,
+    cluster_id,
+    is_token_error,
+    new_store_id,
+    pct,
+    store_name,
+    store_pin,
+)
 
 if TYPE_CHECKING:
     from kmsctl.hsm.token import Token
@@ -33,67 +42,7 @@ if TYPE_CHECKING:
 STORE_KIND = b"kmsctl key store v1\x00"  # the document's MAC domain
 _AAD_PIN = b"kmsctl key store pin v1\x00"
 _PIN_WRAP = b"key store pin wrap"  # Keyring.derive label of the PIN's sealing key
-PIN_MAX = 255  # bytes; AWS's KeyStorePassword is 7..32 characters, a token judges its own PINs
-_B32 = "abcdefghijklmnopqrstuvwxyz234567"
-# TokenError.reason -> the ConnectionErrorCode AWS would report
-CONNECTION_ERRORS = {
-    "module": "CLUSTER_NOT_FOUND",
-    "token": "CLUSTER_NOT_FOUND",
-    "pin_incorrect": "INVALID_CREDENTIALS",
-    "pin_locked": "USER_LOCKED_OUT",
-    "key_missing": "INTERNAL_ERROR",
-    "device": "NETWORK_ERRORS",
-}
-# what each ConnectionErrorCode means here (the CLI's explanation of a FAILED store)
-ERROR_MEANINGS = {
-    "CLUSTER_NOT_FOUND": "the token or its PKCS#11 module was not found",
-    "INVALID_CREDENTIALS": "the token refused the PIN the store keeps",
-    "USER_LOCKED_OUT": "the token's PIN is locked (too many wrong tries)",
-    "NETWORK_ERRORS": "the token failed to open a session",
-    "INTERNAL_ERROR": "the token failed",
-}
 _SELECT = "SELECT rowid, store_id, name, doc, mac, nonce, sealed FROM key_stores"
-
-
-def cluster_id(label: str, serial: str) -> str:
-    """The stable synthetic CloudHsmClusterId of a token: ``cluster-`` and 16
-    characters of base32 (a-z, 2-7) of SHA-256("kmsctl cluster v1" 0x00 label
-    0x00 serial), which fits AWS's pattern cluster-[2-7a-zA-Z]{11,16}."""
-    digest = P.sha256(b"kmsctl cluster v1\x00" + label.encode() + b"\x00" + serial.encode())
-    return "cluster-" + "".join(_B32[b % 32] for b in digest[:16])
-
-
-def _store_id() -> str:
-    return "cks-" + P.random_bytes(9).hex()[:17]
-
-
-def _name(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= model.CUSTOM_KEY_STORE_NAME_MAX:
-        raise E.validation_error(
-            value, field, f"Member must have length between 1 and {model.CUSTOM_KEY_STORE_NAME_MAX}"
-        )
-    return value
-
-
-def _pin(value: Any) -> bytes:
-    """KeyStorePassword: text (the wire) or bytes (a PIN file), 1..255 bytes."""
-    if isinstance(value, str):
-        try:
-            value = value.encode()
-        except UnicodeEncodeError:
-            raise E.ValidationException("KeyStorePassword is not valid Unicode text") from None
-    if not isinstance(value, (bytes, bytearray)) or not 1 <= len(value) <= PIN_MAX:
-        raise E.ValidationException(
-            f"1 validation error detected: Value at 'keyStorePassword' failed to satisfy constraint: "
-            f"Member must have length between 1 and {PIN_MAX}"
-        )
-    return bytes(value)
-
-
-def _token_error(exc: Exception) -> bool:
-    from kmsctl.hsm.token import TokenError
-
-    return isinstance(exc, TokenError)
 
 
 class KeyStoreOps(LocalKMSBase):
@@ -237,7 +186,7 @@ class KeyStoreOps(LocalKMSBase):
     ) -> dict[str, Any]:
         """CloudHsmClusterId names the token: a PKCS#11 URI, or a token label
         on the configured module; ``Pkcs11Uri`` (kmsctl's own) takes precedence."""
-        name = _name(CustomKeyStoreName, "customKeyStoreName")
+        name = store_name(CustomKeyStoreName, "customKeyStoreName")
         kind = check_enum(CustomKeyStoreType or "AWS_CLOUDHSM", "customKeyStoreType", model.CUSTOM_KEY_STORE_TYPES)
         if kind != "AWS_CLOUDHSM":
             raise E.UnsupportedOperationException(
@@ -251,10 +200,10 @@ class KeyStoreOps(LocalKMSBase):
             )
         if KeyStorePassword is None:
             raise E.ValidationException("KeyStorePassword is required for an AWS_CLOUDHSM key store: the token's PIN")
-        pin = _pin(KeyStorePassword)
+        pin = store_pin(KeyStorePassword)
         if TrustAnchorCertificate is not None and not isinstance(TrustAnchorCertificate, str):
             raise E.ValidationException("TrustAnchorCertificate must be a string")
-        uri = self._resolve_uri(where if where.startswith("pkcs11:") else "pkcs11:token=" + _pct(where))
+        uri = self._resolve_uri(where if where.startswith("pkcs11:") else "pkcs11:token=" + pct(where))
         self._name_taken(name)
         if self.db.query("SELECT count(*) FROM key_stores")[0][0] >= model.CUSTOM_KEY_STORES_MAX:
             raise E.LimitExceededException(f"a keyring holds at most {model.CUSTOM_KEY_STORES_MAX} custom key stores")
@@ -273,7 +222,7 @@ class KeyStoreOps(LocalKMSBase):
                     f"token {token.describe()} already backs custom key store {other['CustomKeyStoreId']} "
                     f"({other['CustomKeyStoreName']})"
                 )
-        store_id = _store_id()
+        store_id = new_store_id()
         doc: dict[str, Any] = {
             "CustomKeyStoreId": store_id,
             "CustomKeyStoreName": name,
@@ -309,7 +258,7 @@ class KeyStoreOps(LocalKMSBase):
         if CustomKeyStoreId is not None:
             return {"CustomKeyStores": [self._store_entry(self._store(CustomKeyStoreId))], "Truncated": False}
         if CustomKeyStoreName is not None:
-            name = _name(CustomKeyStoreName, "customKeyStoreName")
+            name = store_name(CustomKeyStoreName, "customKeyStoreName")
             rows = self.db.query(_SELECT + " WHERE name = ?", (name,))
             if not rows:
                 raise E.CustomKeyStoreNotFoundException(f"Custom key store '{name}' does not exist in this keyring")
@@ -352,7 +301,7 @@ class KeyStoreOps(LocalKMSBase):
         try:
             self._open_store_token(doc)
         except Exception as exc:
-            if not _token_error(exc) or getattr(exc, "exit_code", 0) == 2:  # not installed: not the store's state
+            if not is_token_error(exc) or getattr(exc, "exit_code", 0) == 2:  # not installed: not the store's state
                 raise
             doc.update(ConnectionState="FAILED", ConnectionErrorCode=CONNECTION_ERRORS[exc.reason])  # type: ignore[attr-defined]
             self._save_store(doc)
@@ -411,10 +360,10 @@ class KeyStoreOps(LocalKMSBase):
                 f"({doc['CloudHsmClusterId']}): a store keeps its token"
             )
         if NewCustomKeyStoreName is not None:
-            name = _name(NewCustomKeyStoreName, "newCustomKeyStoreName")
+            name = store_name(NewCustomKeyStoreName, "newCustomKeyStoreName")
             self._name_taken(name, doc["CustomKeyStoreId"])
             doc["CustomKeyStoreName"] = name
-        self._save_store(doc, _pin(KeyStorePassword) if KeyStorePassword is not None else None)
+        self._save_store(doc, store_pin(KeyStorePassword) if KeyStorePassword is not None else None)
         return {}
 
     @operation("DeleteCustomKeyStore", writes=True)
@@ -449,10 +398,3 @@ class KeyStoreOps(LocalKMSBase):
             if self._verify_key_row(key_id, *rest).get("CustomKeyStoreId") == store_id:
                 out.append(key_id)
         return out
-
-
-def _pct(label: str) -> str:
-    """A token label as an RFC 7512 path attribute value."""
-    from urllib.parse import quote
-
-    return quote(label, safe="")
