@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import sql
 
 from kmsctl.keyring import backup as B
 
@@ -190,9 +191,12 @@ def test_the_worked_example_in_docs_format_md() -> None:
 
 
 WRITER = """
-import sys
+import os, sys
 from kmsctl.cli import run
+# until the test says stop (argv[3] exists), at most argv[2] keys
 for i in range(int(sys.argv[2])):
+    if os.path.exists(sys.argv[3]):
+        break
     code = run(["-q", "create", "--alias", f"alias/w{sys.argv[1]}-{i}", "--tag", f"writer={sys.argv[1]}"])
     if code:
         sys.exit(code)
@@ -204,23 +208,32 @@ def test_a_backup_taken_while_four_processes_write_is_consistent(
     sub: Any, keyring_home: Path, passfile: Path, tmp_path: Path
 ) -> None:
     env = {**os.environ, "KMSCTL_HOME": str(keyring_home), "KMSCTL_PASSPHRASE_FILE": str(passfile)}
+    stop = tmp_path / "stop"
+    before = sql(keyring_home, "SELECT count(*) FROM keys")[0][0]
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(w), "60"], env=env, stderr=subprocess.PIPE)
+        subprocess.Popen([sys.executable, "-c", WRITER, str(w), "2000", str(stop)], env=env, stderr=subprocess.PIPE)
         for w in range(4)
     ]
     try:
-        time.sleep(2.0)
+        deadline = time.monotonic() + 60
+        while sql(keyring_home, "SELECT count(*) FROM keys")[0][0] < before + 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
         file = tmp_path / "b"
         r = sub("-o", "json", "backup", str(file))
+        running = [w.poll() is None for w in writers]
+        stop.touch()
         assert r.returncode == 0, r.stderr
         keys = json.loads(r.stdout)["Keys"]
     finally:
+        stop.touch()
         for w in writers:
             assert w.wait(timeout=300) == 0, w.stderr.read() if w.stderr else ""
+    assert all(running), "a writer had stopped before the backup ended"
+    written = sql(keyring_home, "SELECT count(*) FROM keys")[0][0]
     new = tmp_path / "new"
     r = sub("-o", "json", "restore", str(file), env={"KMSCTL_HOME": str(new)})
     assert r.returncode == 0, r.stderr
-    assert 0 < keys < 240, keys  # taken while the writers were writing
+    assert before + 8 <= keys < written, (keys, written)  # taken while the writers were writing
     env2 = {"KMSCTL_HOME": str(new)}
     listed = json.loads(sub("-o", "json", "list", env=env2).stdout)["Keys"]
     assert len(listed) == keys
