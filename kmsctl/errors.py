@@ -203,6 +203,13 @@ class RequestEntityTooLargeException(KMSError):
     http_status = 413
 
 
+class RequestTimeoutException(KMSError):
+    """kmsctl serve: the request body stopped arriving (408, which the AWS SDKs retry)."""
+
+    exit_code = 69
+    http_status = 408
+
+
 # authentication (AWS Signature Version 4) failures: nothing is served
 class MissingAuthenticationTokenException(KMSError):
     exit_code = 5

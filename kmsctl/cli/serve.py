@@ -79,7 +79,9 @@ def serve(
     Listens on 127.0.0.1:4599 by default; any other address needs --tls-cert
     and --tls-key, or --insecure-listen. Prints 'kmsctl: listening on URL' on
     stderr when ready, answers GET /health, and stops on SIGTERM or SIGINT
-    after the requests in flight. Needs the server extra (gunicorn, botocore):
+    after the requests in flight. A client that sends nothing for 10 s in the
+    middle of a request is disconnected (a stalled body gets 408
+    RequestTimeoutException). Needs the server extra (gunicorn, botocore):
     pip install 'kmsctl[server]'.
     """
     missing = [m for m in ("gunicorn", "botocore") if importlib.util.find_spec(m) is None]

@@ -36,7 +36,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 MAX_BODY = 1 << 20  # KMS's largest member is a 32 KB policy; 1 MiB leaves room and bounds memory
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict"}
 _REASONS |= {412: "Precondition Failed", 413: "Payload Too Large", 500: "Internal Server Error"}
-_REASONS |= {503: "Service Unavailable"}
+_REASONS |= {408: "Request Timeout", 503: "Service Unavailable"}
 
 
 class ServerApp:
@@ -191,7 +191,10 @@ def _read_body(environ: dict[str, Any]) -> bytes:
     else:
         length = MAX_BODY + 1  # chunked: read up to the limit
     stream = environ.get("wsgi.input")
-    data = stream.read(length) if stream is not None and length else b""
+    try:
+        data = stream.read(length) if stream is not None and length else b""
+    except TimeoutError:  # the worker's socket timeout (kmsctl.server.run.REQUEST_TIMEOUT_S)
+        raise E.RequestTimeoutException("The request body stopped arriving before its end") from None
     if len(data) > MAX_BODY:
         raise too_large
     if raw and len(data) != length:

@@ -5,10 +5,18 @@ threads each for connections and keep-alive. The keyring is unlocked in the
 master before any worker is forked; each worker opens its own database
 connection when it starts. SIGTERM and SIGINT both stop gracefully: no new
 connections, requests in flight finish (up to ``GRACEFUL_S``).
+
+gunicorn reads a request on a blocking socket with no time limit: a client
+that stops sending in the middle of one (a partial header, a body shorter
+than its Content-Length) would hold a worker thread for good, and a few of
+them the whole worker. Each connection's socket therefore gets
+``REQUEST_TIMEOUT_S``: a client silent that long mid-request (or not reading
+its answer) is disconnected, with one line in the log.
 """
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +26,43 @@ from kmsctl.server.app import ServerApp
 
 THREADS = 4
 GRACEFUL_S = 20
+REQUEST_TIMEOUT_S = 10
+
+
+def _worker_class() -> type:
+    """gunicorn's gthread worker, each connection's socket given REQUEST_TIMEOUT_S
+    once gunicorn has made it blocking (its ``init``, run before every request)."""
+    from gunicorn.workers.gthread import ThreadWorker
+
+    class TimedThreadWorker(ThreadWorker):  # type: ignore[misc]
+        def handle(self, conn: Any) -> Any:
+            if not getattr(conn, "kmsctl_timed", False):
+                init = conn.init
+
+                def init_with_timeout() -> None:
+                    init()
+                    conn.sock.settimeout(REQUEST_TIMEOUT_S)
+
+                conn.init = init_with_timeout
+                conn.kmsctl_timed = True
+            return super().handle(conn)
+
+    return TimedThreadWorker
+
+
+class _StalledClients(logging.Filter):
+    """gunicorn logs a socket timeout as a traceback ("Socket error processing
+    request."): one line instead, naming what happened."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TimeoutError):
+            record.msg = f"a client sent nothing for {REQUEST_TIMEOUT_S} s in the middle of a request: disconnected"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def run(
@@ -45,12 +90,13 @@ def run(
 
     def post_worker_init(worker: Any) -> None:
         signal.signal(signal.SIGINT, worker.handle_exit)  # Ctrl-C reaches every process: finish, then stop
+        logging.getLogger("gunicorn.error").addFilter(_StalledClients())
         app.open()  # this worker's own connection, before its first request
 
     options: dict[str, Any] = {
         "bind": binds,
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": _worker_class(),
         "threads": THREADS,
         "preload_app": True,
         "graceful_timeout": GRACEFUL_S,
