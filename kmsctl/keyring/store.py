@@ -19,7 +19,7 @@ from typing import Any
 
 from kmsctl.canonical import canonical_json
 from kmsctl.errors import AccessDeniedException, IntegrityError, NotFoundException
-from kmsctl.keyring.conn_state import ConnectionState
+from kmsctl.keyring.conn_state import ConnectionState, busy
 
 DB_NAME = "keyring.db"
 SCHEMA_VERSION = 6
@@ -221,6 +221,8 @@ def create_database(path: str, header: bytes, header_mac: bytes, extra_meta: dic
 class Database(ConnectionState):
     """Rows in and out; no cryptography beyond what the caller's ``Sealer`` does."""
 
+    busy_timeout_s = BUSY_TIMEOUT_S
+
     def __init__(self, path: str, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
@@ -262,7 +264,7 @@ class Database(ConnectionState):
                 "read-only mode: this command would write the keyring", hint="run it without --read-only"
             )
         self._durable()
-        self._exec("BEGIN IMMEDIATE")
+        self._begin_immediate()
         self._depth, self._writing = 1, True
         if state:
             self._generation += 1  # before anything is written: rolled back or not, cached rows are dropped
@@ -307,7 +309,7 @@ class Database(ConnectionState):
         try:
             return self.conn.execute(sql, args)
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if busy(exc):
                 from kmsctl.errors import ConflictException
 
                 raise ConflictException(f"the keyring is busy: {exc}", hint="retry") from exc
