@@ -1,4 +1,5 @@
-"""Clients that stop in the middle of a request do not take `kmsctl serve` down.
+"""Clients that stop in the middle of a request do not take `kmsctl serve` down,
+and keep-alive connections do not stay with one worker for good.
 
 gunicorn reads requests on blocking sockets without a time limit; kmsctl's
 worker gives each connection REQUEST_TIMEOUT_S. More stalled clients than a
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from server_helpers import make_served_keyring, start_server, stop_server
 
-from kmsctl.server.run import REQUEST_TIMEOUT_S, THREADS
+from kmsctl.server.run import REQUEST_TIMEOUT_S, REQUESTS_PER_CONNECTION, THREADS
 
 pytest.importorskip("gunicorn", reason="gunicorn not installed: pip install 'kmsctl[server]'")
 
@@ -58,3 +59,28 @@ def test_stalled_clients_are_disconnected_and_others_served(tmp_path: Path) -> N
     log = proc.stderr.read().decode() if proc.stderr else ""
     assert "Traceback" not in log and "internal error" not in log, log
     assert f"a client sent nothing for {REQUEST_TIMEOUT_S} s in the middle of a request: disconnected" in log
+
+
+def test_a_connection_is_closed_after_its_share_of_requests(tmp_path: Path) -> None:
+    """After REQUESTS_PER_CONNECTION requests the answer says "Connection: close"
+    and the server closes it, so clients reconnect and spread over the workers."""
+    home, passfile, _ = make_served_keyring(tmp_path, {})
+    proc, url = start_server(home, passfile, "--listen", "127.0.0.1:0", "--auth", "none")
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        said = []
+        for _ in range(REQUESTS_PER_CONNECTION):
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b'{"status":"ok"}'
+            said.append(resp.getheader("Connection"))
+        assert said[:-1] == ["keep-alive"] * (REQUESTS_PER_CONNECTION - 1)
+        assert said[-1] == "close"
+        conn.close()
+        again = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # a new connection is served
+        again.request("GET", "/health")
+        assert again.getresponse().status == 200
+        again.close()
+    finally:
+        assert stop_server(proc) == 0

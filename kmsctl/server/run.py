@@ -12,6 +12,14 @@ than its Content-Length) would hold a worker thread for good, and a few of
 them the whole worker. Each connection's socket therefore gets
 ``REQUEST_TIMEOUT_S``: a client silent that long mid-request (or not reading
 its answer) is disconnected, with one line in the log.
+
+Workers share one listening socket, and a keep-alive connection stays with
+the worker that accepted it: clients that open their connections at once
+(an SDK's pool, a load generator) could all land on one worker and leave the
+others idle for as long as they keep them. After REQUESTS_PER_CONNECTION
+requests a connection is answered with "Connection: close", so clients
+reconnect now and then and the connections spread over the workers (the
+idle one is the likelier to accept).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from kmsctl.server.app import ServerApp
 THREADS = 4
 GRACEFUL_S = 20
 REQUEST_TIMEOUT_S = 10
+REQUESTS_PER_CONNECTION = 100
 
 
 def _worker_class() -> type:
@@ -46,6 +55,12 @@ def _worker_class() -> type:
                 conn.init = init_with_timeout
                 conn.kmsctl_timed = True
             return super().handle(conn)
+
+        def handle_request(self, req: Any, conn: Any) -> Any:
+            conn.kmsctl_served = getattr(conn, "kmsctl_served", 0) + 1
+            if conn.kmsctl_served >= REQUESTS_PER_CONNECTION:
+                req.must_close = True  # "Connection: close"; the client opens another
+            return super().handle_request(req, conn)
 
     return TimedThreadWorker
 
