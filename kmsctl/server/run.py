@@ -40,7 +40,8 @@ REQUESTS_PER_CONNECTION = 100
 
 def _worker_class() -> type:
     """gunicorn's gthread worker, each connection's socket given REQUEST_TIMEOUT_S
-    once gunicorn has made it blocking (its ``init``, run before every request)."""
+    once gunicorn has made it blocking (its ``init``, run before every request),
+    and each connection closed after REQUESTS_PER_CONNECTION requests."""
     from gunicorn.workers.gthread import ThreadWorker
 
     class TimedThreadWorker(ThreadWorker):  # type: ignore[misc]
