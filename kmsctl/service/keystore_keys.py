@@ -6,6 +6,8 @@ record. The stores themselves: ``kmsctl.service.keystores``."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from kmsctl import errors as E
@@ -66,23 +68,33 @@ class StoreKeyOps(KeyStoreOps):
             )
         return store
 
-    def _store_seal(self, key: dict[str, Any], plaintext: bytes, context: dict[str, str] | None) -> tuple[bytes, str]:
-        store = self._store_of_key(key)
-        token = self._usable_token(store, key["KeyId"])
-        cka_id = bytes.fromhex(key["TokenKeyId"])
-        self._audit_store = store["CustomKeyStoreId"]
+    def _key_token(self, key: dict[str, Any]) -> tuple[Token, bytes]:
+        """The usable token of a store key and its object's CKA_ID; the
+        operation's audit record will name the store."""
+        token = self._usable_token(self._store_of_key(key), key["KeyId"])
+        self._audit_store = key["CustomKeyStoreId"]
+        return token, bytes.fromhex(key["TokenKeyId"])
 
-        def encrypt(nonce: bytes, data: bytes, aad: bytes) -> bytes:
-            return token.gcm_encrypt(cka_id, nonce, data, aad)
-
+    @contextmanager
+    def _unavailable_on_token_error(self, key: dict[str, Any]) -> Iterator[None]:
+        """A token that fails mid-operation makes the key unavailable (KMSInvalidStateException)."""
         try:
-            sealed = blob.seal_in_store(
-                encrypt, key["KeyId"], key["TokenKeyId"], store["CustomKeyStoreId"], plaintext, context
-            )
+            yield
         except Exception as exc:
             if is_token_error(exc):
                 raise E.KMSInvalidStateException(f"{self.key_arn(key['KeyId'])} is unavailable: {exc}") from None
             raise
+
+    def _store_seal(self, key: dict[str, Any], plaintext: bytes, context: dict[str, str] | None) -> tuple[bytes, str]:
+        token, cka_id = self._key_token(key)
+
+        def encrypt(nonce: bytes, data: bytes, aad: bytes) -> bytes:
+            return token.gcm_encrypt(cka_id, nonce, data, aad)
+
+        with self._unavailable_on_token_error(key):
+            sealed = blob.seal_in_store(
+                encrypt, key["KeyId"], key["TokenKeyId"], key["CustomKeyStoreId"], plaintext, context
+            )
         return sealed, key["TokenKeyId"]
 
     def _store_unseal(self, key: dict[str, Any], parsed: blob.Blob, context: dict[str, str] | None) -> bytes:
@@ -90,22 +102,13 @@ class StoreKeyOps(KeyStoreOps):
             raise E.InvalidCiphertextException(
                 "The ciphertext names a custom key store or token key that its key does not have"
             )
-        store = self._store_of_key(key)
-        token = self._usable_token(store, key["KeyId"])
-        cka_id = bytes.fromhex(key["TokenKeyId"])
-        self._audit_store = store["CustomKeyStoreId"]
+        token, cka_id = self._key_token(key)
 
         def decrypt(nonce: bytes, data: bytes, aad: bytes) -> bytes:
             return token.gcm_decrypt(cka_id, nonce, data, aad)
 
-        try:
+        with self._unavailable_on_token_error(key):  # a wrong tag stays AuthenticationFailed
             return blob.open_in_store(decrypt, parsed, context)
-        except P.AuthenticationFailed:
-            raise
-        except Exception as exc:
-            if is_token_error(exc):
-                raise E.KMSInvalidStateException(f"{self.key_arn(key['KeyId'])} is unavailable: {exc}") from None
-            raise
 
     def _store_metadata(self, doc: dict[str, Any]) -> dict[str, Any]:
         """KeyState as AWS shows a store key: Unavailable while its store is not
